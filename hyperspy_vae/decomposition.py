@@ -1,0 +1,582 @@
+"""VAEDecomposition: the signal methods, next to HyperSpy's ``decomposition``.
+
+This is the only module, with :mod:`hyperspy_vae.signals`, that touches
+HyperSpy signals: it validates the user's signal and options, turns the
+signal into a :class:`~hyperspy_vae.cube.SpectrumCube`, runs the detector and
+turns the results back into signals.
+"""
+
+import numpy as np
+
+from . import scoring
+from .cube import SpectrumCube
+from .detector import combine_scores, detect
+from .results import VAEResults
+from .settings import VAESettings
+from .signals.anomaly_map import make_anomaly_map
+
+__all__ = ["VAEDecomposition", "vae_anomalies", "pca_anomalies", "attach_methods"]
+
+#: Fewest pixels that ``vae_anomalies`` trains on.
+MIN_TRAIN_PIXELS = 16
+
+
+# --------------------------------------------------------------- validation
+def _check_signal(signal):
+    from hyperspy.signal import BaseSignal
+
+    if not isinstance(signal, BaseSignal):
+        raise TypeError(f"Expected a HyperSpy signal, not {type(signal).__name__}.")
+    am = signal.axes_manager
+    if am.signal_dimension != 1:
+        raise ValueError(
+            "Anomaly detection needs a spectrum image: a signal with one signal "
+            f"(energy) axis, but this signal has {am.signal_dimension}. Use "
+            "`s.as_signal1D(-1)` or `s.transpose(signal_axes=1)` first."
+        )
+    if am.navigation_dimension < 1:
+        raise ValueError(
+            "Anomaly detection needs navigation axes (a line scan or a map): "
+            "this signal is a single spectrum."
+        )
+    if not np.issubdtype(signal.data.dtype, np.number) or np.issubdtype(
+        signal.data.dtype, np.complexfloating
+    ):
+        raise TypeError(
+            f"The data must be real numbers (counts), not {signal.data.dtype}."
+        )
+
+
+def _mask_array(mask, shape, name):
+    """A user's mask (array or signal, True = excluded) as a bool array."""
+    if mask is None:
+        return None
+    data = getattr(mask, "data", mask)
+    if hasattr(data, "compute"):
+        data = data.compute()
+    data = np.asarray(data)
+    if data.dtype != bool:
+        raise ValueError(f"{name} must be boolean (True = excluded), not {data.dtype}.")
+    if data.shape != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {data.shape}, but the signal's "
+            f"{name.split('_')[0]} shape (array order) is {tuple(shape)}."
+        )
+    if data.all():
+        raise ValueError(f"{name} excludes everything: nothing is left to use.")
+    return data
+
+
+def _channel_selection(signal, signal_mask, signal_range):
+    """Bool array over the signal axis: True for the channels to use."""
+    axis = signal.axes_manager.signal_axes[0]
+    mask = _mask_array(signal_mask, (axis.size,), "signal_mask")
+    keep = np.ones(axis.size, dtype=bool) if mask is None else ~mask
+    if signal_range is not None:
+        try:
+            start, end = (float(v) for v in signal_range)
+        except (TypeError, ValueError) as err:
+            raise ValueError(
+                f"signal_range must be (start, end) in {axis.units}, not {signal_range!r}."
+            ) from err
+        low, high = axis.axis.min(), axis.axis.max()
+        if start >= end or end < low or start > high:
+            raise ValueError(
+                f"signal_range {signal_range} is empty or outside the energy axis "
+                f"({low:g} to {high:g} {axis.units})."
+            )
+        keep &= (axis.axis >= start) & (axis.axis <= end)
+    if keep.sum() < 8:
+        raise ValueError(
+            f"Only {int(keep.sum())} energy channels are selected; at least 8 are needed."
+        )
+    return keep
+
+
+def _folded_counts(signal, channels):
+    """The selected channels as float32 ``(n_maps, rows, columns, channels)``."""
+    data = signal.data
+    if hasattr(data, "compute"):
+        data = data[..., channels].compute()
+        selected = np.asarray(data, dtype=np.float32)
+    else:
+        selected = np.asarray(data[..., channels], dtype=np.float32)
+    finite = np.isfinite(selected)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        n_bad = len(bad)
+        first = tuple(int(i) for i in bad[0][:-1])
+        raise ValueError(
+            f"The data contain {n_bad} non-finite value(s) (NaN or inf) in the "
+            f"selected channels, first at navigation index {first} (array order). "
+            "Replace or mask them first, e.g. exclude those pixels with "
+            "navigation_mask or those channels with signal_mask."
+        )
+    nav_shape = selected.shape[:-1]
+    if len(nav_shape) == 1:
+        folded = selected.reshape(1, 1, *selected.shape)
+    else:
+        folded = selected.reshape(-1, *selected.shape[-3:])
+    return folded, nav_shape
+
+
+def _seed(random_state):
+    if random_state is None:
+        return int(np.random.default_rng().integers(2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(2**31 - 1))
+    if isinstance(random_state, int | np.integer) and random_state >= 0:
+        return int(random_state)
+    raise ValueError(
+        f"random_state must be None, a non-negative int or a numpy Generator, "
+        f"not {random_state!r}."
+    )
+
+
+def _show_progressbar(show_progressbar):
+    if show_progressbar is None:
+        from hyperspy.defaults_parser import preferences
+
+        return bool(preferences.General.show_progressbar)
+    return bool(show_progressbar)
+
+
+def _reuse_channels(signal, results):
+    """Channels of ``signal`` matching a trained model's energies."""
+    axis = signal.axes_manager.signal_axes[0]
+    energy = results.energy
+    step = np.median(np.diff(energy)) if energy.size > 1 else 1.0
+    index = np.searchsorted(axis.axis, energy[0] - 0.5 * abs(step))
+    chosen = np.arange(index, index + energy.size)
+    if chosen[-1] >= axis.size or not np.allclose(
+        axis.axis[chosen], energy, atol=0.1 * abs(step), rtol=0
+    ):
+        raise ValueError(
+            "The energy axis of this signal does not match the model's: the model "
+            f"was trained on {energy.size} channels from {energy[0]:g} to "
+            f"{energy[-1]:g} {results.energy_units} (step {step:g}); this signal "
+            f"covers {axis.axis[0]:g} to {axis.axis[-1]:g} {axis.units} with step "
+            f"{getattr(axis, 'scale', np.nan):g}. Calibrate or crop the signal "
+            "to the model's energy range and dispersion."
+        )
+    keep = np.zeros(axis.size, dtype=bool)
+    keep[chosen] = True
+    return keep
+
+
+# ------------------------------------------------------------------ methods
+def vae_anomalies(
+    signal,
+    output_dimension=None,
+    navigation_mask=None,
+    signal_mask=None,
+    signal_range=None,
+    fdr=0.05,
+    random_state=None,
+    device="auto",
+    model=None,
+    refit_fraction=0.2,
+    print_info=True,
+    show_progressbar=None,
+    **settings,
+):
+    """Find anomalous pixels with a 3D convolutional variational autoencoder.
+
+    Trains a small 3D-CVAE on the spectrum image (robustly, with no labels:
+    rare anomalies are left out of what it learns), reconstructs every
+    pixel's spectrum, scores how far each spectrum departs from its
+    reconstruction and returns the map of scores with a threshold. The
+    results are stored in ``signal.vae_results``; ``signal.data`` and
+    ``signal.learning_results`` are not modified.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A spectrum image (e.g. ``EELSSpectrum``) with one or more navigation
+        axes. Counts; negative values (dark-subtraction noise) are treated
+        as zero.
+    output_dimension : int, optional
+        Size of the latent space (default 4).
+    navigation_mask : numpy.ndarray or BaseSignal of bool, optional
+        True for pixels excluded from training (e.g. everything outside a
+        clean reference region). Every pixel is still scored.
+    signal_mask : numpy.ndarray or BaseSignal of bool, optional
+        True for energy channels excluded from the model and the scores.
+    signal_range : tuple of float, optional
+        ``(start, end)`` energy window, in the axis units, to analyse.
+    fdr : float, default 0.05
+        False-discovery rate of the automatic threshold.
+    random_state : None, int or numpy.random.Generator
+        Seed: the same seed gives the same map on the CPU.
+    device : str, default "auto"
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    model : VAEResults or str or pathlib.Path, optional
+        A trained model (``s.vae_results`` of another signal, or a file saved
+        by ``VAEResults.save``): score with it, without training.
+    refit_fraction : float, default 0.2
+        Fraction of the training pixels that the first fit finds most
+        anomalous and that the second fit leaves out (0 fits once).
+    print_info : bool, default True
+        Print a summary of the run.
+    show_progressbar : bool, optional
+        Show progress bars; default from ``hs.preferences``.
+    **settings
+        Training settings, see :class:`hyperspy_vae.settings.VAESettings`
+        (e.g. ``max_steps=500``).
+
+    Returns
+    -------
+    AnomalyMap or AnomalyMap1D
+        Anomaly scores (``-log10`` p-value; higher is more anomalous) with
+        the threshold in ``amap.threshold``.
+
+    See Also
+    --------
+    pca_anomalies, hyperspy.api.signals.BaseSignal.decomposition
+
+    Examples
+    --------
+    >>> import hyperspy_vae
+    >>> s, truth = hyperspy_vae.data.fe_l23_spectrum_image((32, 32), random_state=0)
+    >>> amap = s.vae_anomalies(random_state=0, print_info=False)  # doctest: +SKIP
+    >>> amap.get_mask()  # doctest: +SKIP
+    """
+    from .nn.train import resolve_device
+
+    _check_signal(signal)
+    nav_shape = signal.axes_manager._navigation_shape_in_array
+    nav_mask = _mask_array(navigation_mask, nav_shape, "navigation_mask")
+    if not 0 < fdr < 1:
+        raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+    if not 0 <= refit_fraction < 1:
+        raise ValueError(f"refit_fraction must be in [0, 1), not {refit_fraction}.")
+    torch_device = resolve_device(device)
+    seed = _seed(random_state)
+
+    trained = None
+    if model is not None:
+        trained = model if isinstance(model, VAEResults) else VAEResults.load(model)
+        if output_dimension is not None or settings:
+            raise ValueError(
+                "output_dimension and training settings cannot be changed when "
+                "reusing a trained model."
+            )
+        config = trained.settings
+        channels = _reuse_channels(signal, trained)
+    else:
+        config = VAESettings()
+        if output_dimension is not None:
+            settings["latent_dim"] = output_dimension
+        config = config.replace(**settings)
+        channels = _channel_selection(signal, signal_mask, signal_range)
+
+    folded, nav_shape = _folded_counts(signal, channels)
+    train_mask = np.ones(nav_shape, dtype=bool) if nav_mask is None else ~nav_mask
+    n_train = int(train_mask.sum())
+    if trained is None and n_train < MIN_TRAIN_PIXELS:
+        raise ValueError(
+            f"Only {n_train} pixels are available for training; at least "
+            f"{MIN_TRAIN_PIXELS} are needed."
+        )
+    cube = SpectrumCube(folded, config.patch_size)
+    net = None if trained is None else trained.model.to(torch_device)
+    detection = detect(
+        cube,
+        train_mask.ravel(),
+        config,
+        torch_device,
+        seed,
+        refit_fraction=refit_fraction,
+        show_progressbar=_show_progressbar(show_progressbar),
+        model=net,
+    )
+    history = dict(detection.history)
+    history["n_train"] = int(detection.train_index.size)
+    if trained is None and refit_fraction > 0:
+        history["n_refit"] = int(detection.refit_index.size)
+
+    def nav(values):
+        return np.asarray(values).reshape(*nav_shape, *np.shape(values)[1:])
+
+    scores = {name: nav(v) for name, v in detection.raw_scores.items()}
+    scores["combined"] = nav(detection.scores)
+    title = signal.metadata.General.title
+    axis = signal.axes_manager.signal_axes[0]
+    amap = make_anomaly_map(
+        scores["combined"],
+        signal,
+        f"Anomaly map of {title}",
+        fdr=fdr,
+        method_metadata={
+            "method": "VAE",
+            "package": "hyperspy_vae",
+            "version": _version(),
+            "random_state": seed,
+            "settings": config.to_dict(),
+            "signal_range": [
+                float(axis.axis[channels][0]),
+                float(axis.axis[channels][-1]),
+            ],
+            "reused_model": trained is not None,
+        },
+    )
+    results = VAEResults(
+        settings=config,
+        random_state=seed,
+        model=detection.model,
+        energy=axis.axis[channels],
+        energy_units=str(axis.units),
+        channel_mask=channels,
+        navigation_mask=nav_mask,
+        scores=scores,
+        p_values={name: nav(p) for name, p in detection.p_values.items()},
+        latent_mean=nav(detection.latent_mean),
+        latent_log_var=nav(detection.latent_log_var),
+        history=history,
+        threshold={"value": amap.threshold, "method": "fdr", "fdr": fdr},
+        device=str(torch_device),
+    )
+    results.anomaly_map = amap
+    signal.vae_results = results
+    if print_info:
+        print(results.summary())
+    return amap
+
+
+def _version():
+    from ._version import __version__
+
+    return __version__
+
+
+def pca_anomalies(
+    signal,
+    output_dimension=3,
+    navigation_mask=None,
+    signal_mask=None,
+    signal_range=None,
+    fdr=0.05,
+    print_info=True,
+):
+    """Anomaly map from HyperSpy's own PCA, scored like ``vae_anomalies``.
+
+    Runs ``decomposition(normalize_poissonian_noise=True)`` on a copy of the
+    signal (``signal.learning_results`` and ``signal.data`` are untouched),
+    rebuilds the data with ``output_dimension`` components and scores each
+    pixel against that reconstruction with the same scores, null and
+    threshold rule as ``vae_anomalies`` (the PCA loadings play the latent
+    space), so the two maps compare point for point.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A spectrum image.
+    output_dimension : int, default 3
+        Number of PCA components kept.
+    navigation_mask, signal_mask : numpy.ndarray or BaseSignal of bool, optional
+        True = excluded, as in ``decomposition``.
+    signal_range : tuple of float, optional
+        ``(start, end)`` energy window to analyse.
+    fdr : float, default 0.05
+        False-discovery rate of the automatic threshold.
+    print_info : bool, default True
+        Print a one-line summary.
+
+    Returns
+    -------
+    AnomalyMap or AnomalyMap1D
+    """
+    _check_signal(signal)
+    if not (isinstance(output_dimension, int | np.integer) and output_dimension >= 1):
+        raise ValueError(
+            f"output_dimension must be a positive integer, not {output_dimension!r}."
+        )
+    nav_shape = signal.axes_manager._navigation_shape_in_array
+    nav_mask = _mask_array(navigation_mask, nav_shape, "navigation_mask")
+    channels = _channel_selection(signal, signal_mask, signal_range)
+    folded, nav_shape = _folded_counts(signal, channels)
+    counts = np.clip(folded.reshape(-1, folded.shape[-1]), 0, None)
+    work = signal._deepcopy_with_new_data(counts.reshape(*nav_shape, counts.shape[-1]))
+    work.axes_manager.signal_axes[0].navigate = False
+    if not work.axes_manager.signal_axes[0].is_uniform:
+        work.axes_manager.signal_axes[0].convert_to_uniform_axis()
+    work.metadata.General.title = "pca_anomalies work copy"
+    work.set_signal_type("")
+    work.decomposition(
+        normalize_poissonian_noise=True,
+        output_dimension=output_dimension,
+        navigation_mask=nav_mask,
+        print_info=False,
+    )
+    expected = work.get_decomposition_model(output_dimension).data
+    expected = np.asarray(expected, dtype=np.float64).reshape(counts.shape)
+    loadings = work.learning_results.loadings[:, :output_dimension]
+    train_mask = (
+        np.ones(counts.shape[0], bool) if nav_mask is None else ~nav_mask.ravel()
+    )
+    raw = scoring.reconstruction_scores(
+        counts, np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
+    )
+    _, _, scores = combine_scores(raw, np.nan_to_num(loadings), train_mask)
+    title = signal.metadata.General.title
+    amap = make_anomaly_map(
+        scores.reshape(nav_shape),
+        signal,
+        f"PCA anomaly map of {title}",
+        fdr=fdr,
+        method_metadata={
+            "method": f"PCA ({output_dimension} components)",
+            "package": "hyperspy_vae",
+            "version": _version(),
+        },
+    )
+    if print_info:
+        print(
+            f"PCA anomaly detection ({output_dimension} components): "
+            f"{amap.n_anomalous} anomalous of {scores.size} pixels "
+            f"(threshold {amap.threshold:.3f}, fdr={fdr})"
+        )
+    return amap
+
+
+# --------------------------------------------------------- results access
+def _results(signal):
+    results = getattr(signal, "vae_results", None)
+    if results is None:
+        raise RuntimeError(
+            "This signal has no VAE results: run `s.vae_anomalies()` first."
+        )
+    return results
+
+
+def get_anomaly_map(signal):
+    """Return the anomaly map of the last ``vae_anomalies`` run.
+
+    Returns
+    -------
+    AnomalyMap or AnomalyMap1D
+    """
+    results = _results(signal)
+    if results.anomaly_map is None:
+        results.anomaly_map = make_anomaly_map(
+            results.scores["combined"],
+            signal,
+            f"Anomaly map of {signal.metadata.General.title}",
+            fdr=results.threshold.get("fdr", 0.05),
+            method_metadata={"method": "VAE", "package": "hyperspy_vae"},
+        )
+    return results.anomaly_map
+
+
+def get_vae_model(signal):
+    """Return the VAE reconstruction of the spectrum image.
+
+    Like ``get_decomposition_model``: a signal of the same class and shape
+    as ``signal``; channels the model did not use are zero.
+
+    Returns
+    -------
+    hyperspy.signals.BaseSignal
+    """
+    from .nn.train import decode
+
+    results = _results(signal)
+    channels = results.channel_mask
+    if channels.size != signal.axes_manager.signal_axes[0].size:
+        raise ValueError("The signal's energy axis changed since vae_anomalies ran.")
+    folded, nav_shape = _folded_counts(signal, channels)
+    totals = np.clip(folded, 0, None).sum(axis=-1, dtype=np.float64).ravel()
+    latent = results.latent_mean.reshape(-1, results.latent_mean.shape[-1])
+    shapes = decode(
+        results.model.cpu(), latent, _cpu(), results.settings.inference_batch_size
+    )
+    full = np.zeros((*nav_shape, channels.size), dtype=np.float32)
+    full[..., channels] = (shapes * totals[:, None]).reshape(*nav_shape, -1)
+    model = signal._deepcopy_with_new_data(full)
+    if model._lazy:
+        model = model.as_lazy()
+    model.metadata.General.title = f"VAE model of {signal.metadata.General.title}"
+    return model
+
+
+def _cpu():
+    import torch
+
+    return torch.device("cpu")
+
+
+def get_vae_latent(signal):
+    """Return the latent maps (each pixel's posterior mean), like loadings.
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D or Signal1D
+        The latent dimension is the navigation axis; each map is a signal.
+    """
+    from hyperspy.signals import Signal1D, Signal2D
+
+    results = _results(signal)
+    latent = np.moveaxis(results.latent_mean, -1, 0)
+    axes = [{"name": "Latent dimension index", "size": latent.shape[0]}]
+    axes += signal.axes_manager._get_navigation_axes_dicts()
+    cls = Signal1D if latent.ndim == 2 else Signal2D
+    out = cls(latent, axes=axes)
+    out.metadata.General.title = f"VAE latent maps of {signal.metadata.General.title}"
+    return out
+
+
+def plot_vae_results(signal, max_latent=4):
+    """Plot the anomaly map, the score histogram, the latent maps and spectra.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A signal on which ``vae_anomalies`` ran.
+    max_latent : int, default 4
+        Most latent maps shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .plot import plot_vae_results as _plot
+
+    return _plot(signal, _results(signal), get_anomaly_map(signal), max_latent)
+
+
+# ------------------------------------------------------------ attachment
+class VAEDecomposition:
+    """Mixin of the signal methods that ``import hyperspy_vae`` attaches."""
+
+    vae_anomalies = vae_anomalies
+    pca_anomalies = pca_anomalies
+    get_anomaly_map = get_anomaly_map
+    get_vae_model = get_vae_model
+    get_vae_latent = get_vae_latent
+    plot_vae_results = plot_vae_results
+
+
+_PUBLIC = (
+    "vae_anomalies",
+    "pca_anomalies",
+    "get_anomaly_map",
+    "get_vae_model",
+    "get_vae_latent",
+    "plot_vae_results",
+)
+
+
+def attach_methods():
+    """Attach the :class:`VAEDecomposition` methods to HyperSpy's signals.
+
+    HyperSpy has no registry for methods on existing classes, so they are
+    set on ``BaseSignal`` (every signal class, ``EELSSpectrum`` and the lazy
+    ones included, inherits them). Calling it again changes nothing.
+    """
+    from hyperspy.signal import BaseSignal
+
+    for name in _PUBLIC:
+        if getattr(BaseSignal, name, None) is not getattr(VAEDecomposition, name):
+            setattr(BaseSignal, name, getattr(VAEDecomposition, name))
+    if not hasattr(BaseSignal, "vae_results"):
+        BaseSignal.vae_results = None

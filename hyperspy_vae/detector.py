@@ -1,0 +1,176 @@
+"""The detection pipeline on a :class:`SpectrumCube`: fit, score, threshold.
+
+No HyperSpy here: :mod:`hyperspy_vae.decomposition` turns signals into a cube
+and the results back into signals.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import scoring
+
+__all__ = ["Detection", "detect", "score_pixels", "combine_scores"]
+
+
+@dataclass
+class Detection:
+    """Everything one detection run computes, per pixel (flat order)."""
+
+    model: object
+    history: dict
+    latent_mean: np.ndarray
+    latent_log_var: np.ndarray
+    raw_scores: dict
+    p_values: dict
+    combined_p: np.ndarray
+    scores: np.ndarray
+    train_index: np.ndarray
+    refit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+
+
+def score_pixels(model, cube, device, batch_size):
+    """Raw scores and latent points of every pixel of ``cube``.
+
+    Returns
+    -------
+    raw : dict of numpy.ndarray
+        ``deviance``, ``pearson`` and ``shift`` per pixel.
+    latent_mean, latent_log_var : numpy.ndarray
+        ``(n_pixels, latent_dim)``.
+    """
+    from .nn.train import predict
+
+    n = cube.n_pixels
+    raw = {name: np.zeros(n) for name in ("deviance", "pearson", "shift")}
+    latent_mean = np.zeros((n, model.latent_dim), dtype=np.float32)
+    latent_log_var = np.zeros_like(latent_mean)
+    totals = cube.totals.ravel()
+    for index, mean, log_var, shape in predict(
+        model, cube, np.arange(n), device, batch_size
+    ):
+        expected = shape * totals[index, None]
+        for name, values in scoring.reconstruction_scores(
+            cube.centre_counts(index), expected
+        ).items():
+            raw[name][index] = values
+        latent_mean[index] = mean
+        latent_log_var[index] = log_var
+    return raw, latent_mean, latent_log_var
+
+
+def combine_scores(raw, latent_mean, reference):
+    """Null p-values of each score, their combination and the anomaly score.
+
+    Parameters
+    ----------
+    raw : dict of numpy.ndarray
+        Raw reconstruction scores per pixel; ``latent`` is added to it.
+    latent_mean : numpy.ndarray
+        ``(n_pixels, latent_dim)``.
+    reference : numpy.ndarray of bool
+        Pixels on which the empirical null is fitted.
+
+    Returns
+    -------
+    p_values : dict of numpy.ndarray
+    combined_p : numpy.ndarray
+    scores : numpy.ndarray
+        ``-log10(combined_p)``: higher is more anomalous.
+    """
+    raw["latent"] = scoring.latent_distance(latent_mean, reference)
+    p_values = {
+        name: scoring.null_p_values(raw[name], reference, tail)
+        for name, tail in scoring.COMBINED_SCORES.items()
+    }
+    combined_p = scoring.combine_p_values(p_values)
+    return p_values, combined_p, -np.log10(combined_p)
+
+
+def _worst_fitting(p_values, index, fraction):
+    """The ``fraction`` of ``index`` with the smallest combined p-values."""
+    n_drop = int(round(fraction * len(index)))
+    if n_drop == 0:
+        return np.zeros(0, dtype=int)
+    worst = np.min(np.stack([p[index] for p in p_values.values()]), axis=0)
+    return index[np.argsort(worst, kind="stable")[:n_drop]]
+
+
+def detect(
+    cube,
+    train_mask,
+    settings,
+    device,
+    seed,
+    refit_fraction=0.2,
+    show_progressbar=False,
+    model=None,
+):
+    """Train (unless ``model`` is given), score every pixel and combine.
+
+    Robust, label-free training: a first model is fitted on the training
+    pixels with a trimmed loss; the ``refit_fraction`` of them that it finds
+    most anomalous (by the worst of the score p-values) is dropped, and a
+    second model is trained from scratch on the rest, so that anomalies
+    frequent enough to be learned the first time are not learned again.
+
+    Parameters
+    ----------
+    cube : hyperspy_vae.cube.SpectrumCube
+        The data.
+    train_mask : numpy.ndarray of bool
+        ``(n_pixels,)``, True for pixels to learn from and to fit the null on.
+    settings : hyperspy_vae.settings.VAESettings
+        Training settings.
+    device : torch.device
+        Where to compute.
+    seed : int
+        Seed of every random draw.
+    refit_fraction : float, default 0.2
+        Fraction of training pixels left out of the second fit; 0 trains once.
+    show_progressbar : bool, default False
+        Show training progress bars.
+    model : CVAE3D, optional
+        A trained model: no training, only scoring.
+
+    Returns
+    -------
+    Detection
+    """
+    from .nn.train import fit
+
+    train_index = np.flatnonzero(train_mask)
+    refit_index = train_index
+    history = {}
+    if model is None:
+        model, history = fit(
+            cube, train_index, settings, device, seed, show_progressbar
+        )
+        if refit_fraction > 0 and not history["interrupted"]:
+            raw, latent_mean, _ = score_pixels(
+                model, cube, device, settings.inference_batch_size
+            )
+            p_values, _, _ = combine_scores(raw, latent_mean, train_mask)
+            dropped = _worst_fitting(p_values, train_index, refit_fraction)
+            refit_index = np.setdiff1d(train_index, dropped)
+            first = history
+            model, history = fit(
+                cube, refit_index, settings, device, seed + 1, show_progressbar
+            )
+            history["first_fit"] = first
+    raw, latent_mean, latent_log_var = score_pixels(
+        model, cube, device, settings.inference_batch_size
+    )
+    p_values, combined_p, scores = combine_scores(raw, latent_mean, train_mask)
+    return Detection(
+        model=model,
+        history=history,
+        latent_mean=latent_mean,
+        latent_log_var=latent_log_var,
+        raw_scores=raw,
+        p_values=p_values,
+        combined_p=combined_p,
+        scores=scores,
+        train_index=train_index,
+        refit_index=refit_index,
+    )

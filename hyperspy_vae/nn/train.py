@@ -1,0 +1,347 @@
+"""Fit loop and batched inference: device, batches, early stop, progress."""
+
+import copy
+import logging
+import math
+import warnings
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+
+from .losses import kl_divergence, multinomial_deviance, multinomial_nll
+from .model import CVAE3D
+
+__all__ = ["resolve_device", "fit", "predict", "decode"]
+
+_logger = logging.getLogger(__name__)
+
+
+def resolve_device(device="auto"):
+    """Return the :class:`torch.device` for ``device``.
+
+    Parameters
+    ----------
+    device : str or torch.device, default "auto"
+        ``"auto"`` picks CUDA, then Apple MPS, then the CPU; ``"cpu"``,
+        ``"cuda"``, ``"cuda:N"`` or ``"mps"`` ask for one.
+
+    Raises
+    ------
+    ValueError
+        For an unknown device name.
+    RuntimeError
+        If the requested accelerator is not available.
+    """
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string such as 'auto', not {device!r}.")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as err:
+        raise ValueError(
+            f"Unknown device {device!r}: use 'auto', 'cpu', 'cuda' or 'mps'."
+        ) from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            "device='cuda' was requested but CUDA is not available; "
+            "use device='auto' or device='cpu'."
+        )
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise RuntimeError(
+            "device='mps' was requested but Apple MPS is not available; "
+            "use device='auto' or device='cpu'."
+        )
+    if resolved.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"Unsupported device {device!r}: use 'cpu', 'cuda' or 'mps'.")
+    return resolved
+
+
+def _autocast(device):
+    if device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _to_device(array, device):
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if device.type == "cuda":
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+def _batch_losses(model, cube, index, device, sample):
+    patches = _to_device(cube.patches(index), device)
+    counts = _to_device(cube.centre_counts(index), device)
+    with _autocast(device):
+        logits, mean, log_var = model(patches, sample=sample)
+    logits, mean, log_var = logits.float(), mean.float(), log_var.float()
+    return (
+        multinomial_nll(logits, counts),
+        multinomial_deviance(logits, counts),
+        kl_divergence(mean, log_var),
+    )
+
+
+def _kept(deviance, trim_fraction):
+    """Indices of the best-fitting samples (robust, trimmed likelihood)."""
+    n_keep = max(1, math.ceil(len(deviance) * (1.0 - trim_fraction)))
+    return torch.topk(deviance, n_keep, largest=False).indices
+
+
+def _validation_loss(model, cube, index, settings, device):
+    model.eval()
+    deviances = []
+    with torch.no_grad():
+        for start in range(0, len(index), settings.inference_batch_size):
+            chunk = index[start : start + settings.inference_batch_size]
+            deviances.append(_batch_losses(model, cube, chunk, device, False)[1])
+    model.train()
+    deviance = torch.cat(deviances)
+    return float(deviance[_kept(deviance, settings.trim_fraction)].mean())
+
+
+def _data_statistics(cube, index, rng, n_sample=2048):
+    """Log mean spectral shape, and per-channel input mean and std."""
+    sample = rng.choice(index, size=min(n_sample, len(index)), replace=False)
+    counts = cube.centre_counts(sample).sum(axis=0, dtype=np.float64)
+    log_shape = np.log(counts / max(counts.sum(), 1e-12) + 1e-8)
+    centre = cube.patches(sample)[:, cube.patch_size // 2, cube.patch_size // 2]
+    std = centre.std(axis=0)
+    std = np.where(std > 1e-6, std, 1.0)
+    return (
+        torch.from_numpy(log_shape.astype(np.float32)),
+        torch.from_numpy(centre.mean(axis=0)),
+        torch.from_numpy(std.astype(np.float32)),
+    )
+
+
+def fit(
+    cube,
+    train_index,
+    settings,
+    device,
+    seed,
+    show_progressbar=False,
+):
+    """Train a :class:`CVAE3D` on the pixels ``train_index`` of ``cube``.
+
+    The loss is the multinomial negative log-likelihood of each centre
+    pixel's counts plus ``beta`` times the KL term; the worst-fitting
+    ``trim_fraction`` of each batch is left out (robust training). A held-out
+    part of the pixels drives early stopping; the best model is returned.
+    A non-finite loss restores the last good state and halves the learning
+    rate; a ``KeyboardInterrupt`` stops training with a warning and keeps the
+    best model so far.
+
+    Parameters
+    ----------
+    cube : hyperspy_vae.cube.SpectrumCube
+        The data.
+    train_index : numpy.ndarray of int
+        Flat pixel indices to learn from.
+    settings : hyperspy_vae.settings.VAESettings
+        Training settings.
+    device : torch.device
+        Where to train.
+    seed : int
+        Seed of every random draw (initial weights, batches, sampling).
+    show_progressbar : bool, default False
+        Show a progress bar of the training steps.
+
+    Returns
+    -------
+    model : CVAE3D
+        The trained model (best held-out loss), in eval mode, on ``device``.
+    history : dict
+        ``step``, ``train_loss`` and ``validation_loss`` lists, and
+        ``interrupted`` (bool).
+    """
+    from hyperspy.external.progressbar import progressbar
+
+    rng = np.random.default_rng(seed)
+    train_index = rng.permutation(np.asarray(train_index))
+    if len(train_index) > settings.max_train_pixels:
+        train_index = train_index[: settings.max_train_pixels]
+    n_val = int(round(settings.validation_fraction * len(train_index)))
+    if len(train_index) - n_val < 1:
+        n_val = 0
+    val_index, fit_index = train_index[:n_val], train_index[n_val:]
+    if n_val == 0:
+        val_index = fit_index
+
+    with torch.random.fork_rng(devices=[] if device.type != "cuda" else None):
+        torch.manual_seed(seed)
+        log_shape, input_mean, input_std = _data_statistics(cube, fit_index, rng)
+        model = CVAE3D(
+            cube.n_channels,
+            settings.latent_dim,
+            settings.patch_size,
+            settings.hidden_channels,
+            log_shape,
+            input_mean,
+            input_std,
+        ).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+        history = {
+            "step": [],
+            "train_loss": [],
+            "validation_loss": [],
+            "interrupted": False,
+        }
+        best = (math.inf, copy.deepcopy(model.state_dict()))
+        good_state = copy.deepcopy(model.state_dict())
+        stale = 0
+        running = []
+        bar = progressbar(
+            range(1, settings.max_steps + 1),
+            disable=not show_progressbar,
+            desc="Training VAE",
+            leave=False,
+        )
+        model.train()
+        try:
+            for step in bar:
+                index = rng.choice(fit_index, size=settings.batch_size)
+                nll, deviance, kl = _batch_losses(model, cube, index, device, True)
+                keep = _kept(deviance.detach(), settings.trim_fraction)
+                beta = settings.beta * min(1.0, step / settings.kl_warmup_steps)
+                loss = (nll[keep] + beta * kl[keep]).mean() / cube.n_channels
+                if not torch.isfinite(loss):
+                    _recover(model, optimizer, good_state, step)
+                    continue
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                running.append(float(deviance[keep].mean()))
+                if step % settings.eval_every == 0 or step == settings.max_steps:
+                    val = _validation_loss(model, cube, val_index, settings, device)
+                    history["step"].append(step)
+                    history["train_loss"].append(float(np.mean(running)))
+                    history["validation_loss"].append(val)
+                    running = []
+                    if not math.isfinite(val):
+                        _recover(model, optimizer, good_state, step)
+                        continue
+                    good_state = copy.deepcopy(model.state_dict())
+                    bar.set_postfix(deviance=f"{val:.1f}")
+                    if val < best[0] * (1 - 1e-3):
+                        best = (val, copy.deepcopy(model.state_dict()))
+                        stale = 0
+                    else:
+                        stale += 1
+                        if stale >= settings.patience:
+                            break
+        except KeyboardInterrupt:
+            history["interrupted"] = True
+            warnings.warn(
+                "Training was interrupted; the best model so far is kept and used.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        finally:
+            bar.close()
+    if math.isfinite(best[0]):
+        model.load_state_dict(best[1])
+    else:
+        model.load_state_dict(good_state)
+    model.eval()
+    return model, history
+
+
+def _recover(model, optimizer, good_state, step):
+    """Restore the last good weights and halve the learning rate."""
+    model.load_state_dict(good_state)
+    for group in optimizer.param_groups:
+        group["lr"] *= 0.5
+        lr = group["lr"]
+    optimizer.state.clear()
+    if lr < 1e-7:
+        raise FloatingPointError(
+            f"The training loss stayed non-finite (step {step}) even at a "
+            "learning rate below 1e-7; check the data for extreme values."
+        )
+    _logger.warning(
+        "Non-finite loss at step %d: restored the last good state, learning rate "
+        "halved to %.3g.",
+        step,
+        lr,
+    )
+
+
+def predict(model, cube, index, device, batch_size):
+    """Encode and reconstruct the pixels ``index`` in batches.
+
+    Parameters
+    ----------
+    model : CVAE3D
+        A trained model.
+    cube : hyperspy_vae.cube.SpectrumCube
+        The data.
+    index : numpy.ndarray of int
+        Flat pixel indices.
+    device : torch.device
+        Where to compute.
+    batch_size : int
+        Pixels per batch.
+
+    Yields
+    ------
+    index : numpy.ndarray of int
+        The batch's pixel indices.
+    latent_mean, latent_log_var : numpy.ndarray
+        Posterior mean and log-variance, ``(batch, latent_dim)``.
+    shape : numpy.ndarray
+        Reconstructed spectral shape (softmax, sums to one), float64
+        ``(batch, n_channels)``.
+    """
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(index), batch_size):
+            chunk = index[start : start + batch_size]
+            patches = _to_device(cube.patches(chunk), device)
+            with _autocast(device):
+                mean, log_var = model.encode(patches)
+                logits = model.decode(mean)
+            shape = torch.softmax(logits.double(), dim=-1)
+            yield (
+                chunk,
+                mean.float().cpu().numpy(),
+                log_var.float().cpu().numpy(),
+                shape.cpu().numpy(),
+            )
+
+
+def decode(model, latent_mean, device, batch_size):
+    """Return the spectral shapes (softmax) decoded from latent points.
+
+    Parameters
+    ----------
+    model : CVAE3D
+        A trained model.
+    latent_mean : numpy.ndarray
+        ``(n, latent_dim)``.
+    device : torch.device
+        Where to compute.
+    batch_size : int
+        Points per batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 ``(n, n_channels)``; each row sums to one.
+    """
+    out = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(latent_mean), batch_size):
+            z = torch.from_numpy(latent_mean[start : start + batch_size]).to(device)
+            out.append(torch.softmax(model.decode(z).float(), dim=-1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.n_channels))

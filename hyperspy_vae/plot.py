@@ -1,0 +1,170 @@
+"""Figures of the results (matplotlib; every function returns its figure)."""
+
+import numpy as np
+
+__all__ = ["plot_vae_results", "compare"]
+
+
+def _first_map(values):
+    """The first 2D (or 1D) map of navigation-shaped values."""
+    values = np.asarray(values)
+    while values.ndim > 2:
+        values = values[0]
+    return values
+
+
+def _extent(amap):
+    axes = amap.axes_manager.signal_axes
+    if len(axes) < 2:
+        return None
+    x, y = axes[0], axes[1]
+    return (x.axis[0], x.axis[-1], y.axis[-1], y.axis[0])
+
+
+def _axis_label(axis):
+    name = axis.name if isinstance(axis.name, str) else "position"
+    units = axis.units if isinstance(axis.units, str) else ""
+    return f"{name} ({units})" if units else name
+
+
+def _draw_map(ax, amap, values, mask=None, cmap="viridis", vmin=None, vmax=None):
+    values = _first_map(values)
+    sig_axes = amap.axes_manager.signal_axes
+    if values.ndim == 1:
+        ax.plot(sig_axes[0].axis, values, color="C0")
+        if mask is not None:
+            m = _first_map(mask)
+            ax.plot(sig_axes[0].axis[m], values[m], "o", color="C3", ms=4)
+        ax.set_xlabel(_axis_label(sig_axes[0]))
+        return None
+    im = ax.imshow(
+        values,
+        extent=_extent(amap),
+        cmap=cmap,
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
+    )
+    if mask is not None and _first_map(mask).any():
+        ax.contour(
+            _first_map(mask).astype(float),
+            levels=[0.5],
+            colors="red",
+            linewidths=0.8,
+            extent=_extent(amap),
+            origin="upper",
+        )
+    ax.set_xlabel(_axis_label(sig_axes[0]))
+    ax.set_ylabel(_axis_label(sig_axes[1]))
+    return im
+
+
+def plot_vae_results(signal, results, amap, max_latent=4):
+    """Anomaly map, histogram, latent maps, typical vs anomalous spectra.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        The spectrum image.
+    results : hyperspy_vae.results.VAEResults
+        Its results.
+    amap : AnomalyMap or AnomalyMap1D
+        Its anomaly map.
+    max_latent : int, default 4
+        Most latent maps shown.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(11, 7.5), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=[1, 0.9])
+    ax_map, ax_hist, ax_spec = top.subplots(1, 3)
+    scores = results.scores["combined"]
+    mask = scores > amap.threshold
+    im = _draw_map(ax_map, amap, scores, mask)
+    if im is not None:
+        top.colorbar(im, ax=ax_map, label="score (-log10 p)", shrink=0.8)
+    ax_map.set_title(
+        f"Anomaly map: {int(mask.sum())} pixels flagged", fontsize="medium"
+    )
+    amap.plot_histogram(ax=ax_hist)
+    ax_hist.set_title("Score histogram", fontsize="medium")
+
+    axis = signal.axes_manager.signal_axes[0]
+    data = signal.data
+    if hasattr(data, "compute"):
+        data = data.compute()
+    flat = np.asarray(data).reshape(-1, axis.size)
+    flags = mask.ravel()
+    energy = axis.axis
+    normal_mean = flat[~flags].mean(axis=0) if (~flags).any() else None
+    if normal_mean is not None:
+        ax_spec.plot(energy, normal_mean, color="0.3", label="mean of normal pixels")
+    if flags.any():
+        anomalous_mean = flat[flags].mean(axis=0)
+        ax_spec.plot(energy, anomalous_mean, color="C3", label="mean of flagged pixels")
+        if normal_mean is not None:
+            ax_spec.plot(
+                energy,
+                anomalous_mean - normal_mean,
+                color="C0",
+                lw=0.8,
+                label="difference",
+            )
+    used = results.energy
+    ax_spec.axvspan(used[0], used[-1], color="C2", alpha=0.08, label="scored range")
+    ax_spec.set_xlabel(_axis_label(axis))
+    ax_spec.set_ylabel("Counts")
+    ax_spec.legend(fontsize="small")
+    ax_spec.set_title("Typical vs anomalous spectra", fontsize="medium")
+
+    latent = results.latent_mean
+    n_show = min(max_latent, latent.shape[-1])
+    ax_lat = np.atleast_1d(bottom.subplots(1, n_show))
+    for i, ax in enumerate(ax_lat):
+        im = _draw_map(ax, amap, latent[..., i], cmap="RdBu_r")
+        ax.set_title(f"Latent {i}", fontsize="medium")
+        if im is not None:
+            bottom.colorbar(im, ax=ax, shrink=0.7)
+    bottom.suptitle("Latent maps (posterior means)", fontsize="medium")
+    fig.suptitle(amap.metadata.General.title)
+    return fig
+
+
+def compare(maps, truth=None, titles=None):
+    """Anomaly maps side by side on one colour scale, optionally with the truth.
+
+    Parameters
+    ----------
+    maps : list of AnomalyMap
+        The maps to compare (e.g. the VAE's and PCA's).
+    truth : numpy.ndarray of bool, optional
+        Navigation-shaped ground truth, drawn first.
+    titles : list of str, optional
+        Panel titles; default the maps' titles.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(maps) + (truth is not None)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), layout="constrained")
+    axes = np.atleast_1d(axes)
+    if truth is not None:
+        _draw_map(axes[0], maps[0], truth.astype(float), cmap="gray_r")
+        axes[0].set_title("Ground truth", fontsize="medium")
+    vmax = max(float(np.nanmax(m.data)) for m in maps)
+    for i, amap in enumerate(maps):
+        ax = axes[i + (truth is not None)]
+        mask = amap.data > amap.threshold
+        im = _draw_map(ax, amap, amap.data, mask, vmin=0, vmax=vmax)
+        title = titles[i] if titles else amap.metadata.General.title
+        ax.set_title(f"{title}\n{int(mask.sum())} flagged", fontsize="medium")
+    if im is not None:
+        fig.colorbar(im, ax=axes, label="score (-log10 p)", shrink=0.8)
+    return fig

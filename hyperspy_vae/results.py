@@ -1,0 +1,280 @@
+"""VAEResults: what a ``vae_anomalies`` run leaves behind; save and load."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ._version import __version__
+from .settings import VAESettings
+
+__all__ = ["VAEResults"]
+
+_FORMAT = "hyperspy_vae.VAEResults"
+_FORMAT_VERSION = 1
+
+
+class VAEResults:
+    """Results of :meth:`vae_anomalies`, stored on the signal as ``s.vae_results``.
+
+    Like HyperSpy's ``learning_results`` (which ``vae_anomalies`` leaves
+    untouched), it holds what the run computed, and can be saved to a single
+    ``.npz`` file (no pickle: weights and arrays as plain arrays, settings as
+    JSON) and loaded to score another spectrum image without retraining.
+
+    Attributes
+    ----------
+    settings : VAESettings
+        Training settings.
+    random_state : int
+        Seed that made the run reproducible.
+    model : hyperspy_vae.nn.model.CVAE3D
+        The trained network.
+    energy : numpy.ndarray
+        Energies of the channels the model uses.
+    energy_units : str
+        Units of ``energy``.
+    channel_mask : numpy.ndarray of bool
+        Over the source's signal axis: True for channels the model uses.
+    navigation_mask : numpy.ndarray of bool or None
+        True for pixels excluded from training (as passed by the user).
+    scores : dict of numpy.ndarray
+        Navigation-shaped scores: ``combined`` (the anomaly map), ``deviance``,
+        ``pearson``, ``shift`` and ``latent``.
+    p_values : dict of numpy.ndarray
+        Navigation-shaped null p-values of the combined scores.
+    latent_mean, latent_log_var : numpy.ndarray
+        Navigation shape + ``(latent_dim,)``: each pixel's posterior.
+    history : dict
+        Training history: steps and losses.
+    threshold : dict
+        ``value``, ``method`` and ``fdr`` of the map's threshold.
+    """
+
+    def __init__(
+        self,
+        settings,
+        random_state,
+        model,
+        energy,
+        energy_units,
+        channel_mask,
+        navigation_mask,
+        scores,
+        p_values,
+        latent_mean,
+        latent_log_var,
+        history,
+        threshold,
+        device="cpu",
+        version=__version__,
+    ):
+        self.settings = settings
+        self.random_state = random_state
+        self.model = model
+        self.energy = np.asarray(energy)
+        self.energy_units = energy_units
+        self.channel_mask = np.asarray(channel_mask, dtype=bool)
+        self.navigation_mask = navigation_mask
+        self.scores = scores
+        self.p_values = p_values
+        self.latent_mean = latent_mean
+        self.latent_log_var = latent_log_var
+        self.history = history
+        self.threshold = threshold
+        self.device = device
+        self.version = version
+        self.anomaly_map = None
+
+    @property
+    def n_pixels(self):
+        """Number of scored pixels."""
+        return int(self.scores["combined"].size)
+
+    def summary(self):
+        """Return a short text summary of the run (also printed by ``print_info``).
+
+        Returns
+        -------
+        str
+        """
+        s = self.settings
+        hist = self.history or {}
+        steps = hist.get("step", [])
+        val = hist.get("validation_loss", [])
+        n_anomalous = int(np.sum(self.scores["combined"] > self.threshold["value"]))
+        lines = [
+            f"VAE anomaly detection (hyperspy_vae {self.version})",
+            "=" * 40,
+            f"Latent dimension: {s.latent_dim}; patch {s.patch_size}x{s.patch_size} "
+            f"pixels x {self.energy.size} channels "
+            f"({self.energy[0]:.2f} to {self.energy[-1]:.2f} {self.energy_units})",
+            f"Training: {hist.get('n_train', 'n/a')} pixels"
+            + (f", refit on {hist['n_refit']}" if "n_refit" in hist else "")
+            + (f", {steps[-1]} steps" if steps else "")
+            + (
+                f", held-out deviance per channel {val[-1] / self.energy.size:.3f}"
+                if val
+                else ""
+            ),
+            f"Device: {self.device}; random_state: {self.random_state}",
+            f"Threshold: {self.threshold['value']:.3f} "
+            f"({self.threshold['method']}"
+            + (
+                f", fdr={self.threshold['fdr']}"
+                if self.threshold.get("method") == "fdr"
+                else ""
+            )
+            + f"): {n_anomalous} anomalous of {self.n_pixels} pixels",
+        ]
+        if hist.get("interrupted"):
+            lines.append("Training was interrupted: the best model so far was used.")
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"<VAEResults: {self.n_pixels} pixels, latent_dim={self.settings.latent_dim}>"
+
+    # ----------------------------------------------------------------- saving
+    def _metadata(self):
+        return {
+            "format": _FORMAT,
+            "format_version": _FORMAT_VERSION,
+            "version": self.version,
+            "settings": self.settings.to_dict(),
+            "random_state": int(self.random_state),
+            "energy_units": self.energy_units,
+            "threshold": self.threshold,
+            "device": str(self.device),
+            "history": _jsonable(self.history),
+            "score_names": sorted(self.scores),
+            "p_value_names": sorted(self.p_values),
+        }
+
+    def save(self, filename, overwrite=False):
+        """Save to a single ``.npz`` file (no pickle anywhere).
+
+        Parameters
+        ----------
+        filename : str or pathlib.Path
+            Destination; ``.npz`` is appended if missing.
+        overwrite : bool, default False
+            Replace an existing file.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+        """
+        path = Path(filename)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass overwrite=True to replace it.")
+        arrays = {
+            "metadata_json": np.array(json.dumps(self._metadata())),
+            "energy": self.energy,
+            "channel_mask": self.channel_mask,
+            "latent_mean": self.latent_mean,
+            "latent_log_var": self.latent_log_var,
+        }
+        if self.navigation_mask is not None:
+            arrays["navigation_mask"] = np.asarray(self.navigation_mask, dtype=bool)
+        for name, values in self.scores.items():
+            arrays[f"scores/{name}"] = values
+        for name, values in self.p_values.items():
+            arrays[f"p_values/{name}"] = values
+        for name, tensor in self.model.state_dict().items():
+            arrays[f"weights/{name}"] = tensor.detach().cpu().numpy()
+        np.savez_compressed(path, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, filename):
+        """Load results saved by :meth:`save`.
+
+        The file is read with ``allow_pickle=False``: loading never executes
+        code. A file of another format or an incompatible version, or weights
+        that do not fit the stored settings, raise a clear error.
+
+        Parameters
+        ----------
+        filename : str or pathlib.Path
+
+        Returns
+        -------
+        VAEResults
+        """
+        from .nn.model import CVAE3D
+
+        path = Path(filename)
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {key: f[key] for key in f.files}
+        except ValueError as err:
+            raise ValueError(
+                f"{path} is not a hyperspy_vae results file (or it holds pickled "
+                "objects, which are refused)."
+            ) from err
+        if "metadata_json" not in arrays:
+            raise ValueError(f"{path} is not a hyperspy_vae results file.")
+        meta = json.loads(str(arrays["metadata_json"]))
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a hyperspy_vae results file.")
+        if meta.get("format_version", 0) > _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} was written by a newer hyperspy_vae (format "
+                f"{meta['format_version']}); upgrade hyperspy_vae to read it."
+            )
+        settings = VAESettings.from_dict(meta["settings"])
+        energy = arrays["energy"]
+        model = CVAE3D(
+            energy.size,
+            settings.latent_dim,
+            settings.patch_size,
+            settings.hidden_channels,
+        )
+        state = {
+            key[len("weights/") :]: _tensor(value)
+            for key, value in arrays.items()
+            if key.startswith("weights/")
+        }
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as err:
+            raise ValueError(
+                f"The weights in {path} do not match its settings: {err}"
+            ) from err
+        model.eval()
+        return cls(
+            settings=settings,
+            random_state=meta["random_state"],
+            model=model,
+            energy=energy,
+            energy_units=meta["energy_units"],
+            channel_mask=arrays["channel_mask"],
+            navigation_mask=arrays.get("navigation_mask"),
+            scores={n: arrays[f"scores/{n}"] for n in meta["score_names"]},
+            p_values={n: arrays[f"p_values/{n}"] for n in meta["p_value_names"]},
+            latent_mean=arrays["latent_mean"],
+            latent_log_var=arrays["latent_log_var"],
+            history=meta["history"],
+            threshold=meta["threshold"],
+            device=meta["device"],
+            version=meta["version"],
+        )
+
+
+def _tensor(array):
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,148 @@
+"""Validated training settings of the VAE."""
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["VAESettings"]
+
+
+def _check(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclass
+class VAESettings:
+    """Training settings of :func:`hyperspy_vae.vae_anomalies`.
+
+    Every value is checked when the object is made (or changed through
+    :meth:`replace`), so a bad setting fails at once with a clear message.
+
+    Parameters
+    ----------
+    latent_dim : int, default 4
+        Size of the latent space (``output_dimension`` of ``vae_anomalies``).
+    patch_size : int, default 3
+        Side of the square pixel patch the encoder sees (odd).
+    hidden_channels : tuple of int, default (16, 32, 32)
+        Feature channels of the three convolution stages.
+    beta : float, default 1.0
+        Weight of the KL term of the loss.
+    kl_warmup_steps : int, default 300
+        Steps over which the KL weight ramps from 0 to ``beta`` (against
+        posterior collapse: the decoder learning to ignore the latent).
+    learning_rate : float, default 2e-3
+        Adam learning rate.
+    batch_size : int, default 128
+        Patches per training step.
+    max_steps : int, default 1500
+        Upper bound of training steps (mini-batches).
+    eval_every : int, default 50
+        Steps between two evaluations of the held-out loss.
+    patience : int, default 4
+        Evaluations without improvement before training stops early.
+    validation_fraction : float, default 0.1
+        Fraction of the training pixels held out for early stopping.
+    trim_fraction : float, default 0.1
+        Fraction of the worst-fitting patches of each batch left out of the
+        loss: robust training, so rare anomalies do not shape the model.
+    max_train_pixels : int, default 20000
+        Train on a random subset of at most this many pixels.
+    inference_batch_size : int, default 1024
+        Patches per batch when scoring every pixel.
+    """
+
+    latent_dim: int = 4
+    patch_size: int = 3
+    hidden_channels: tuple = (16, 32, 32)
+    beta: float = 1.0
+    kl_warmup_steps: int = 300
+    learning_rate: float = 2e-3
+    batch_size: int = 128
+    max_steps: int = 1500
+    eval_every: int = 50
+    patience: int = 4
+    validation_fraction: float = 0.1
+    trim_fraction: float = 0.1
+    max_train_pixels: int = 20000
+    inference_batch_size: int = 1024
+
+    def __post_init__(self):
+        self.hidden_channels = tuple(self.hidden_channels)
+        self.validate()
+
+    def validate(self):
+        """Check every setting; raise ``ValueError`` naming the bad one."""
+        for name in (
+            "latent_dim",
+            "patch_size",
+            "batch_size",
+            "max_steps",
+            "eval_every",
+            "patience",
+            "kl_warmup_steps",
+            "max_train_pixels",
+            "inference_batch_size",
+        ):
+            value = getattr(self, name)
+            _check(
+                _is_int(value) and value >= 1,
+                f"{name} must be a positive integer, not {value!r}.",
+            )
+        _check(
+            self.patch_size % 2 == 1,
+            f"patch_size must be odd (a centre pixel), not {self.patch_size}.",
+        )
+        _check(
+            len(self.hidden_channels) == 3
+            and all(_is_int(c) and c >= 1 for c in self.hidden_channels),
+            "hidden_channels must be three positive integers, "
+            f"not {self.hidden_channels!r}.",
+        )
+        for name, low, high in (
+            ("beta", 0.0, float("inf")),
+            ("learning_rate", 0.0, 1.0),
+            ("validation_fraction", 0.0, 0.5),
+            ("trim_fraction", 0.0, 0.5),
+        ):
+            value = getattr(self, name)
+            _check(
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and low <= value <= high,
+                f"{name} must be a number in [{low}, {high}], not {value!r}.",
+            )
+        _check(self.learning_rate > 0, "learning_rate must be positive.")
+
+    def replace(self, **changes):
+        """Return a copy with ``changes`` applied and validated.
+
+        Raises
+        ------
+        TypeError
+            If a name is not a setting.
+        ValueError
+            If a value is invalid.
+        """
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(
+                f"Unknown VAE setting(s) {unknown}; valid settings are {sorted(known)}."
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        """Return the settings as a JSON-serialisable dictionary."""
+        d = dataclasses.asdict(self)
+        d["hidden_channels"] = list(d["hidden_channels"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """Make validated settings from :meth:`to_dict`'s output."""
+        return cls().replace(**d)

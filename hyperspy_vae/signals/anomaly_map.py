@@ -1,0 +1,210 @@
+"""Anomaly-map signals: per-pixel anomaly scores with a threshold."""
+
+import numpy as np
+from hyperspy.signals import LazySignal1D, LazySignal2D, Signal1D, Signal2D
+
+from .. import scoring
+
+__all__ = ["AnomalyMap", "AnomalyMap1D", "LazyAnomalyMap", "LazyAnomalyMap1D"]
+
+_DEFAULT_FDR = 0.05
+
+
+class AnomalyMapMixin:
+    """Behaviour shared by the 2D and 1D anomaly maps.
+
+    The data are anomaly scores, ``-log10`` of each pixel's p-value under
+    the fitted null (higher is more anomalous). The threshold and how it was
+    chosen live in ``metadata.Anomaly``, so they survive ``save``/``load``.
+    """
+
+    _signal_type = "anomaly_map"
+
+    @property
+    def threshold(self):
+        """Score above which a pixel is anomalous (float), or None if unset."""
+        value = self.metadata.get_item("Anomaly.threshold")
+        return None if value is None else float(value)
+
+    def _scores(self):
+        data = self.data
+        if self._lazy:
+            data = data.compute()
+        return np.asarray(data, dtype=np.float64)
+
+    def set_threshold(self, threshold="fdr", contamination=None, fdr=None):
+        """Choose the threshold above which pixels are anomalous.
+
+        Parameters
+        ----------
+        threshold : {"fdr", "otsu"} or float, default "fdr"
+            ``"fdr"``: Benjamini-Hochberg on the pixels' p-values
+            (``10 ** -score``), so that about ``fdr`` of the flagged pixels
+            are expected to be false alarms; ``"otsu"``: Otsu's threshold of
+            the score histogram; a float: that score.
+        contamination : float, optional
+            Flag this fraction of pixels with the highest scores instead
+            (PyOD's convention); ``threshold`` must then be ``"fdr"`` (the
+            default) or None.
+        fdr : float, optional
+            False-discovery rate for ``threshold="fdr"``; defaults to the
+            last one used, else 0.05.
+
+        Examples
+        --------
+        >>> amap.set_threshold("fdr", fdr=0.01)  # doctest: +SKIP
+        >>> amap.set_threshold(contamination=0.02)  # doctest: +SKIP
+        """
+        scores = self._scores()
+        if contamination is not None:
+            if threshold not in ("fdr", None):
+                raise ValueError(
+                    "Give either a threshold or a contamination, not both."
+                )
+            value = scoring.contamination_threshold(scores, contamination)
+            method = "contamination"
+        elif isinstance(threshold, str):
+            if threshold == "fdr":
+                if fdr is None:
+                    fdr = self.metadata.get_item("Anomaly.fdr", _DEFAULT_FDR)
+                if not 0 < fdr < 1:
+                    raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+                value = scoring.fdr_threshold(scores, 10.0**-scores, fdr)
+            elif threshold == "otsu":
+                value = scoring.otsu_threshold(scores)
+            else:
+                raise ValueError(
+                    f"Unknown threshold {threshold!r}: use 'fdr', 'otsu' or a number."
+                )
+            method = threshold
+        elif isinstance(threshold, int | float | np.number) and np.isfinite(threshold):
+            value = float(threshold)
+            method = "value"
+        else:
+            raise ValueError(
+                f"threshold must be 'fdr', 'otsu' or a finite number, not {threshold!r}."
+            )
+        self.metadata.set_item("Anomaly.threshold", float(value))
+        self.metadata.set_item("Anomaly.threshold_method", method)
+        if method == "fdr":
+            self.metadata.set_item("Anomaly.fdr", float(fdr))
+        if contamination is not None:
+            self.metadata.set_item("Anomaly.contamination", float(contamination))
+
+    def get_mask(self):
+        """Boolean signal, True where the score exceeds the threshold.
+
+        It has the same axes as the map, so it can be passed directly as the
+        ``navigation_mask`` of ``s.decomposition()`` or ``s.vae_anomalies()``
+        (True = excluded there, so this excludes the anomalous pixels).
+
+        Returns
+        -------
+        hyperspy.signals.Signal2D or Signal1D
+        """
+        if self.threshold is None:
+            raise ValueError("No threshold is set: call set_threshold() first.")
+        mask = self._deepcopy_with_new_data(self.data > self.threshold)
+        mask.set_signal_type("")
+        mask.metadata.General.title = f"Anomalous pixels of {self._source_title()}"
+        if mask.metadata.has_item("Anomaly"):
+            del mask.metadata.Anomaly
+        return mask
+
+    def _source_title(self):
+        title = self.metadata.General.title
+        prefix = "Anomaly map of "
+        return title[len(prefix) :] if title.startswith(prefix) else title
+
+    @property
+    def n_anomalous(self):
+        """Number of pixels above the threshold."""
+        return int(np.sum(self._scores() > self.threshold))
+
+    def plot_histogram(self, ax=None, bins="auto", log=True):
+        """Histogram of the scores with the threshold drawn.
+
+        Parameters
+        ----------
+        ax : matplotlib.axes.Axes, optional
+            Where to draw; a new figure is made if None.
+        bins : int or str, default "auto"
+            Passed to :meth:`matplotlib.axes.Axes.hist`.
+        log : bool, default True
+            Logarithmic count axis, so that a few anomalous pixels show.
+
+        Returns
+        -------
+        matplotlib.axes.Axes
+        """
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
+        scores = self._scores().ravel()
+        scores = scores[np.isfinite(scores)]
+        ax.hist(scores, bins=bins, color="0.5", log=log)
+        if self.threshold is not None:
+            ax.axvline(
+                self.threshold,
+                color="C3",
+                label=f"threshold {self.threshold:.2f} "
+                f"({self.metadata.get_item('Anomaly.threshold_method', '')}): "
+                f"{self.n_anomalous} pixels",
+            )
+            ax.legend(loc="upper right", fontsize="small")
+        ax.set_xlabel("Anomaly score (-log10 p)")
+        ax.set_ylabel("Pixels")
+        ax.set_title(self.metadata.General.title, fontsize="medium")
+        return ax
+
+
+class AnomalyMap(AnomalyMapMixin, Signal2D):
+    """Anomaly scores of a 2D scan (higher is more anomalous).
+
+    Made by ``s.vae_anomalies()`` or ``s.pca_anomalies()``. Extra navigation
+    dimensions of the source (a time series of maps) stay navigation axes.
+    """
+
+
+class AnomalyMap1D(AnomalyMapMixin, Signal1D):
+    """Anomaly scores of a line scan (higher is more anomalous)."""
+
+
+class LazyAnomalyMap(AnomalyMap, LazySignal2D):
+    """Lazy anomaly map of a 2D scan."""
+
+
+class LazyAnomalyMap1D(AnomalyMap1D, LazySignal1D):
+    """Lazy anomaly map of a line scan."""
+
+
+def make_anomaly_map(scores, source, title, fdr=_DEFAULT_FDR, method_metadata=None):
+    """Build the anomaly map of ``source`` from navigation-shaped scores.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Navigation-shaped scores (array order).
+    source : hyperspy.signals.BaseSignal
+        The spectrum image the scores belong to; its navigation axes become
+        the map's axes.
+    title : str
+        Title of the new signal.
+    fdr : float, default 0.05
+        False-discovery rate of the initial threshold.
+    method_metadata : dict, optional
+        Stored under ``metadata.Anomaly`` (how the map was made).
+
+    Returns
+    -------
+    AnomalyMap or AnomalyMap1D
+    """
+    axes = source.axes_manager._get_navigation_axes_dicts()
+    cls = AnomalyMap1D if scores.ndim == 1 else AnomalyMap
+    amap = cls(np.asarray(scores, dtype=np.float64), axes=axes)
+    amap.metadata.General.title = title
+    for key, value in (method_metadata or {}).items():
+        amap.metadata.set_item(f"Anomaly.{key}", value)
+    amap.set_threshold("fdr", fdr=fdr)
+    return amap
