@@ -85,7 +85,7 @@ def _batch_losses(model, cube, index, device, sample):
     logits, mean, log_var = logits.float(), mean.float(), log_var.float()
     return (
         multinomial_nll(logits, counts),
-        multinomial_deviance(logits, counts),
+        multinomial_deviance(logits.detach(), counts),
         kl_divergence(mean, log_var),
     )
 
@@ -211,7 +211,7 @@ def fit(
             for step in bar:
                 index = rng.choice(fit_index, size=settings.batch_size)
                 nll, deviance, kl = _batch_losses(model, cube, index, device, True)
-                keep = _kept(deviance.detach(), settings.trim_fraction)
+                keep = _kept(deviance, settings.trim_fraction)
                 beta = settings.beta * min(1.0, step / settings.kl_warmup_steps)
                 loss = (nll[keep] + beta * kl[keep]).mean() / cube.n_channels
                 if not torch.isfinite(loss):

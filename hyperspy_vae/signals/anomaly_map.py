@@ -94,18 +94,21 @@ class AnomalyMapMixin:
     def get_mask(self):
         """Boolean signal, True where the score exceeds the threshold.
 
-        It has the same axes as the map, so it can be passed directly as the
-        ``navigation_mask`` of ``s.decomposition()`` or ``s.vae_anomalies()``
-        (True = excluded there, so this excludes the anomalous pixels).
+        Its axes are the map's, all as navigation axes (signal dimension 0),
+        which is what HyperSpy takes as a navigation mask: pass it directly as
+        the ``navigation_mask`` of ``s.decomposition()`` or
+        ``s.vae_anomalies()`` (True = excluded there, so this leaves the
+        anomalous pixels out). ``mask.T.plot()`` shows it as an image.
 
         Returns
         -------
-        hyperspy.signals.Signal2D or Signal1D
+        hyperspy.signals.BaseSignal
         """
         if self.threshold is None:
             raise ValueError("No threshold is set: call set_threshold() first.")
         mask = self._deepcopy_with_new_data(self.data > self.threshold)
         mask.set_signal_type("")
+        mask = mask.transpose(signal_axes=0)
         mask.metadata.General.title = f"Anomalous pixels of {self._source_title()}"
         if mask.metadata.has_item("Anomaly"):
             del mask.metadata.Anomaly

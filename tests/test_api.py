@@ -1,0 +1,216 @@
+import numpy as np
+import pytest
+from hyperspy.signals import Signal2D
+
+from hyperspy_vae import AnomalyMap, AnomalyMap1D
+from hyperspy_vae.data import fe_l23_spectrum_image
+
+from .conftest import FAST, SMALL
+
+
+def test_returns_map_with_navigation_axes(fitted_si):
+    s, _, amap = fitted_si
+    assert isinstance(amap, AnomalyMap)
+    assert amap.data.shape == s.data.shape[:-1]
+    assert amap.metadata.General.title == f"Anomaly map of {s.metadata.General.title}"
+    assert [a.name for a in amap.axes_manager.signal_axes] == ["x", "y"]
+    assert np.isfinite(amap.data).all()
+    assert s.get_anomaly_map() is amap
+
+
+def test_data_and_learning_results_untouched(small_si):
+    s, _ = small_si
+    before = s.data.copy()
+    s.vae_anomalies(random_state=1, **FAST)
+    s.pca_anomalies(3, print_info=False)
+    np.testing.assert_array_equal(s.data, before)
+    assert s.learning_results.loadings is None
+
+
+def test_same_random_state_same_map(small_si):
+    s, _ = small_si
+    a = s.vae_anomalies(random_state=7, **FAST)
+    b = s.vae_anomalies(random_state=7, **FAST)
+    np.testing.assert_array_equal(a.data, b.data)
+    c = s.vae_anomalies(random_state=8, **FAST)
+    assert not np.array_equal(a.data, c.data)
+
+
+def test_navigation_mask_excludes_from_training_only(small_si):
+    s, _ = small_si
+    mask = np.zeros(s.data.shape[:-1], dtype=bool)
+    mask[:, :6] = True
+    amap = s.vae_anomalies(navigation_mask=mask, random_state=0, **FAST)
+    assert s.vae_results.history["n_train"] == (~mask).sum()
+    assert np.isfinite(amap.data[mask]).all()
+    np.testing.assert_array_equal(s.vae_results.navigation_mask, mask)
+
+
+def test_navigation_mask_as_signal(small_si):
+    s, _ = small_si
+    mask = Signal2D(np.zeros(s.data.shape[:-1], dtype=bool))
+    mask.data[0, 0] = True
+    s.vae_anomalies(navigation_mask=mask, random_state=0, **FAST)
+    assert s.vae_results.history["n_train"] == mask.data.size - 1
+
+
+@pytest.mark.parametrize(
+    "mask, message",
+    [
+        (np.zeros((3, 3), dtype=bool), "shape"),
+        (np.ones((16, 16), dtype=bool), "excludes everything"),
+        (np.zeros((16, 16)), "boolean"),
+    ],
+)
+def test_bad_navigation_mask(small_si, mask, message):
+    s, _ = small_si
+    with pytest.raises(ValueError, match=message):
+        s.vae_anomalies(navigation_mask=mask, **FAST)
+
+
+def test_signal_mask_and_range_select_channels(small_si):
+    s, _ = small_si
+    signal_mask = np.zeros(96, dtype=bool)
+    signal_mask[:10] = True
+    s.vae_anomalies(signal_mask=signal_mask, random_state=0, **FAST)
+    assert s.vae_results.energy.size == 86
+    assert s.vae_results.energy[0] == pytest.approx(685.0)
+    s.vae_anomalies(signal_range=(700.0, 720.0), random_state=0, **FAST)
+    assert s.vae_results.energy.min() >= 700.0
+    assert s.vae_results.energy.max() <= 720.0
+    model = s.get_vae_model()
+    assert model.data.shape == s.data.shape
+    assert (model.data[..., s.vae_results.channel_mask] > 0).all()
+    assert (model.data[..., ~s.vae_results.channel_mask] == 0).all()
+
+
+def test_signal_range_outside_axis(small_si):
+    s, _ = small_si
+    with pytest.raises(ValueError, match="outside the energy axis"):
+        s.vae_anomalies(signal_range=(100.0, 200.0), **FAST)
+
+
+def test_nan_is_named(small_si):
+    s, _ = small_si
+    s.data[2, 3, 10] = np.nan
+    with pytest.raises(ValueError, match=r"1 non-finite value.*\(2, 3\)"):
+        s.vae_anomalies(**FAST)
+
+
+def test_line_scan_gives_anomaly_map_1d():
+    s, truth = fe_l23_spectrum_image(
+        (60,), shift=2.0, fraction=0.05, random_state=0, **SMALL
+    )
+    amap = s.vae_anomalies(random_state=0, **FAST)
+    assert isinstance(amap, AnomalyMap1D)
+    assert amap.data.shape == (60,)
+    assert s.get_vae_latent().data.shape == (4, 60)
+
+
+def test_extra_navigation_axes_stay_navigation(small_si):
+    s, _ = small_si
+    import hyperspy.api as hs
+
+    stack = hs.stack([s, s])
+    amap = stack.vae_anomalies(random_state=0, **FAST)
+    assert isinstance(amap, AnomalyMap)
+    assert amap.axes_manager.navigation_shape == (2,)
+    assert amap.axes_manager.signal_shape == (16, 16)
+
+
+def test_model_and_latent_shapes(fitted_si):
+    s, _, _ = fitted_si
+    model = s.get_vae_model()
+    assert type(model) is type(s) and model.data.shape == s.data.shape
+    # The reconstruction keeps each pixel's counts.
+    np.testing.assert_allclose(model.data.sum(-1), s.data.sum(-1), rtol=1e-3)
+    latent = s.get_vae_latent()
+    assert latent.data.shape == (4, 16, 16)
+    assert latent.axes_manager.navigation_axes[0].name == "Latent dimension index"
+
+
+def test_set_threshold_rules(fitted_si):
+    _, _, amap = fitted_si
+    amap.set_threshold(contamination=0.25)
+    assert amap.n_anomalous == pytest.approx(64, abs=1)
+    amap.set_threshold(3.0)
+    assert amap.threshold == 3.0 and amap.metadata.Anomaly.threshold_method == "value"
+    amap.set_threshold("otsu")
+    assert amap.metadata.Anomaly.threshold_method == "otsu"
+    amap.set_threshold("fdr", fdr=0.01)
+    strict = amap.n_anomalous
+    amap.set_threshold("fdr", fdr=0.2)
+    assert amap.n_anomalous >= strict
+    with pytest.raises(ValueError, match="Unknown threshold"):
+        amap.set_threshold("median")
+    with pytest.raises(ValueError, match="not both"):
+        amap.set_threshold(2.0, contamination=0.1)
+
+
+def test_mask_is_a_navigation_mask(fitted_si):
+    s, _, amap = fitted_si
+    mask = amap.get_mask()
+    assert mask.data.dtype == bool
+    assert mask.data.sum() == amap.n_anomalous
+    work = s.deepcopy()
+    work.decomposition(navigation_mask=mask, print_info=False, output_dimension=3)
+
+
+def test_print_info_and_summary(small_si, capsys):
+    s, _ = small_si
+    s.vae_anomalies(random_state=0, max_steps=20, eval_every=10)
+    out = capsys.readouterr().out
+    assert "VAE anomaly detection" in out and "anomalous of 256 pixels" in out
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(max_steps=-1), ValueError, "max_steps"),
+        (dict(output_dimension=0), ValueError, "latent_dim"),
+        (dict(device="tpu"), ValueError, "device"),
+        (dict(learning_rate="fast"), ValueError, "learning_rate"),
+        (dict(epochs=3), TypeError, "Unknown VAE setting"),
+        (dict(fdr=1.5), ValueError, "fdr"),
+    ],
+)
+def test_bad_settings_fail_at_once(small_si, kwargs, error, message):
+    s, _ = small_si
+    with pytest.raises(error, match=message):
+        s.vae_anomalies(print_info=False, **kwargs)
+
+
+def test_cuda_without_cuda_is_clear(small_si):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    s, _ = small_si
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        s.vae_anomalies(device="cuda", print_info=False)
+
+
+def test_not_a_spectrum_image():
+    with pytest.raises(ValueError, match="one signal"):
+        Signal2D(np.ones((4, 8, 8))).vae_anomalies()
+    from hyperspy.signals import Signal1D
+
+    with pytest.raises(ValueError, match="navigation axes"):
+        Signal1D(np.ones(64)).vae_anomalies()
+
+
+def test_results_before_run_is_clear():
+    from hyperspy.signals import Signal1D
+
+    with pytest.raises(RuntimeError, match="vae_anomalies"):
+        Signal1D(np.ones((4, 64))).get_anomaly_map()
+
+
+def test_plot_returns_figure(fitted_si):
+    import matplotlib.figure
+
+    s, _, amap = fitted_si
+    fig = s.plot_vae_results()
+    assert isinstance(fig, matplotlib.figure.Figure)
+    ax = amap.plot_histogram()
+    assert ax.get_xlabel().startswith("Anomaly score")

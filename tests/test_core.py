@@ -1,0 +1,91 @@
+"""The model, losses and scores alone (no HyperSpy)."""
+
+import numpy as np
+import pytest
+import torch
+
+from hyperspy_vae import scoring
+from hyperspy_vae.nn.losses import kl_divergence, multinomial_deviance
+from hyperspy_vae.nn.model import CVAE3D
+from hyperspy_vae.settings import VAESettings
+
+
+def test_model_shapes():
+    model = CVAE3D(n_channels=101, latent_dim=3, patch_size=3)
+    logits, mean, log_var = model(torch.rand(5, 3, 3, 101))
+    assert logits.shape == (5, 101) and mean.shape == (5, 3) and log_var.shape == (5, 3)
+
+
+def test_deviance_zero_for_perfect_fit_and_positive_otherwise():
+    counts = torch.tensor([[1.0, 2.0, 7.0]])
+    exact = torch.log(counts)
+    assert float(multinomial_deviance(exact, counts)) == pytest.approx(0.0, abs=1e-5)
+    assert float(multinomial_deviance(torch.zeros(1, 3), counts)) > 0
+
+
+def test_kl_zero_at_prior():
+    assert float(kl_divergence(torch.zeros(1, 4), torch.zeros(1, 4))) == 0.0
+
+
+def _peaks(shift, n=400, rng=None):
+    e = np.linspace(0, 40, 200)
+    mu = 50 + 400 * np.exp(-0.5 * ((e - 20 - shift) / 1.5) ** 2)
+    mu = np.broadcast_to(mu, (n, e.size))
+    return rng.poisson(mu).astype(float), np.broadcast_to(
+        50 + 400 * np.exp(-0.5 * ((e - 20) / 1.5) ** 2), (n, e.size)
+    )
+
+
+def test_shift_score_is_standard_normal_under_null_and_detects_shift():
+    rng = np.random.default_rng(0)
+    counts, expected = _peaks(0.0, rng=rng)
+    z = scoring.reconstruction_scores(counts, expected)["shift"]
+    assert abs(z.mean()) < 0.2 and 0.85 < z.std() < 1.15
+    shifted, _ = _peaks(0.3, rng=rng)
+    z_shift = scoring.reconstruction_scores(shifted, expected)["shift"]
+    assert np.abs(z_shift).min() > 4
+
+
+def test_pearson_and_deviance_of_perfect_reconstruction():
+    counts = np.array([[1.0, 5.0, 9.0, 2.0]])
+    scores = scoring.reconstruction_scores(counts, counts)
+    assert scores["pearson"][0] == pytest.approx(0.0, abs=1e-12)
+    assert scores["deviance"][0] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_fdr_threshold_flags_strong_signals_only():
+    rng = np.random.default_rng(1)
+    p = np.concatenate([rng.uniform(size=990), np.full(10, 1e-9)])
+    scores = -np.log10(p)
+    threshold = scoring.fdr_threshold(scores, p, 0.05)
+    flagged = scores > threshold
+    assert flagged[-10:].all() and flagged[:990].sum() <= 3
+    none = scoring.fdr_threshold(scores[:990], p[:990], 0.01)
+    assert (scores[:990] > none).sum() <= 1
+
+
+def test_null_p_values_are_uniform_for_normal_scores():
+    rng = np.random.default_rng(2)
+    values = rng.standard_normal(5000)
+    p = scoring.null_p_values(values, np.ones(5000, bool), "two-sided")
+    assert 0.008 < (p < 0.01).mean() < 0.013
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(patch_size=2),
+        dict(trim_fraction=0.9),
+        dict(hidden_channels=(8, 8)),
+        dict(beta=-1.0),
+        dict(batch_size=True),
+    ],
+)
+def test_settings_validate(change):
+    with pytest.raises(ValueError):
+        VAESettings(**change)
+
+
+def test_settings_round_trip():
+    s = VAESettings(latent_dim=2, hidden_channels=(4, 8, 8))
+    assert VAESettings.from_dict(s.to_dict()) == s
