@@ -58,13 +58,36 @@ def _mask_array(mask, shape, name):
     if data.dtype != bool:
         raise ValueError(f"{name} must be boolean (True = excluded), not {data.dtype}.")
     if data.shape != tuple(shape):
-        raise ValueError(
-            f"{name} has shape {data.shape}, but the signal's "
-            f"{name.split('_')[0]} shape (array order) is {tuple(shape)}."
-        )
+        raise ValueError(f"{name} has shape {data.shape}, expected {tuple(shape)}.")
     if data.all():
         raise ValueError(f"{name} excludes everything: nothing is left to use.")
     return data
+
+
+def _navigation_mask(mask, signal):
+    """A navigation mask as HyperSpy's ``decomposition`` takes it, in array order.
+
+    A signal's data are in array order (``amap.get_mask()``, or
+    ``s.sum(-1) > x``); a numpy array, as in ``decomposition``, has the
+    shape of ``axes_manager.navigation_shape`` (HyperSpy order, the
+    transpose of the data's navigation shape).
+    """
+    from hyperspy.signal import BaseSignal
+
+    am = signal.axes_manager
+    if mask is None:
+        return None
+    if isinstance(mask, BaseSignal):
+        return _mask_array(mask, am._navigation_shape_in_array, "navigation_mask")
+    array = np.asarray(mask)
+    if array.shape != am.navigation_shape:
+        raise ValueError(
+            f"navigation_mask has shape {array.shape}, but an array mask must have "
+            f"the signal's navigation_shape {am.navigation_shape} (HyperSpy order, "
+            "as for decomposition: the transpose of the data's navigation shape "
+            f"{am._navigation_shape_in_array}); or pass a signal."
+        )
+    return _mask_array(array.T, am._navigation_shape_in_array, "navigation_mask")
 
 
 def _channel_selection(signal, signal_mask, signal_range):
@@ -199,7 +222,9 @@ def vae_anomalies(
         Size of the latent space (default 4).
     navigation_mask : numpy.ndarray or BaseSignal of bool, optional
         True for pixels excluded from training (e.g. everything outside a
-        clean reference region). Every pixel is still scored.
+        clean reference region). Every pixel is still scored. As for
+        ``decomposition``: a signal (e.g. ``amap.get_mask()``) or an array
+        of shape ``s.axes_manager.navigation_shape``.
     signal_mask : numpy.ndarray or BaseSignal of bool, optional
         True for energy channels excluded from the model and the scores.
     signal_range : tuple of float, optional
@@ -244,8 +269,7 @@ def vae_anomalies(
     from .nn.train import resolve_device
 
     _check_signal(signal)
-    nav_shape = signal.axes_manager._navigation_shape_in_array
-    nav_mask = _mask_array(navigation_mask, nav_shape, "navigation_mask")
+    nav_mask = _navigation_mask(navigation_mask, signal)
     if not 0 < fdr < 1:
         raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
     if not 0 <= refit_fraction < 1:
@@ -386,34 +410,47 @@ def pca_anomalies(
     -------
     AnomalyMap or AnomalyMap1D
     """
+    from hyperspy.signals import Signal1D
+
     _check_signal(signal)
     if not (isinstance(output_dimension, int | np.integer) and output_dimension >= 1):
         raise ValueError(
             f"output_dimension must be a positive integer, not {output_dimension!r}."
         )
-    nav_shape = signal.axes_manager._navigation_shape_in_array
-    nav_mask = _mask_array(navigation_mask, nav_shape, "navigation_mask")
+    nav_mask = _navigation_mask(navigation_mask, signal)
     channels = _channel_selection(signal, signal_mask, signal_range)
-    folded, nav_shape = _folded_counts(signal, channels)
-    counts = np.clip(folded.reshape(-1, folded.shape[-1]), 0, None)
-    work = signal._deepcopy_with_new_data(counts.reshape(*nav_shape, counts.shape[-1]))
-    work.axes_manager.signal_axes[0].navigate = False
-    if not work.axes_manager.signal_axes[0].is_uniform:
-        work.axes_manager.signal_axes[0].convert_to_uniform_axis()
-    work.metadata.General.title = "pca_anomalies work copy"
-    work.set_signal_type("")
+    everything = np.ones(channels.size, dtype=bool)
+    folded, nav_shape = _folded_counts(signal, everything)
+    # A work copy: the user's data and learning_results stay untouched;
+    # negative counts (dark-subtraction noise) are clipped for the Poisson
+    # normalisation.
+    full = np.clip(folded.reshape(*nav_shape, channels.size), 0, None)
+    work = Signal1D(full, axes=signal.axes_manager._get_axes_dicts())
     work.decomposition(
         normalize_poissonian_noise=True,
         output_dimension=output_dimension,
-        navigation_mask=nav_mask,
+        navigation_mask=None if nav_mask is None else nav_mask.T,
+        signal_mask=None if channels.all() else ~channels,
         print_info=False,
     )
-    expected = work.get_decomposition_model(output_dimension).data
+    expected = work.get_decomposition_model(output_dimension).data[..., channels]
+    counts = full[..., channels].reshape(-1, int(channels.sum()))
     expected = np.asarray(expected, dtype=np.float64).reshape(counts.shape)
-    loadings = work.learning_results.loadings[:, :output_dimension]
+    loadings = work.learning_results.loadings[:, :output_dimension].copy()
     train_mask = (
         np.ones(counts.shape[0], bool) if nav_mask is None else ~nav_mask.ravel()
     )
+    if not train_mask.all():
+        # HyperSpy leaves the masked pixels unfitted (NaN): project them on
+        # the components, weighted like the Poisson normalisation.
+        factors = work.learning_results.factors[channels, :output_dimension]
+        weights = 1.0 / np.maximum(counts[train_mask].sum(axis=0), 1e-12)
+        gram = factors.T @ (factors * weights[:, None])
+        coefficients = np.linalg.solve(
+            gram, ((counts[~train_mask] * weights) @ factors).T
+        )
+        expected[~train_mask] = (factors @ coefficients).T
+        loadings[~train_mask] = coefficients.T
     raw = scoring.reconstruction_scores(
         counts, np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
     )

@@ -86,6 +86,17 @@ class VAEResults:
         self.version = version
         self.anomaly_map = None
 
+    def _sync_threshold(self):
+        """Take the threshold from the anomaly map, where the user may set it."""
+        amap = self.anomaly_map
+        if amap is not None and amap.threshold is not None:
+            self.threshold = {
+                "value": amap.threshold,
+                "method": amap.metadata.get_item("Anomaly.threshold_method"),
+                "fdr": amap.metadata.get_item("Anomaly.fdr"),
+            }
+        return self.threshold
+
     @property
     def n_pixels(self):
         """Number of scored pixels."""
@@ -99,6 +110,7 @@ class VAEResults:
         str
         """
         s = self.settings
+        self._sync_threshold()
         hist = self.history or {}
         steps = hist.get("step", [])
         val = hist.get("validation_loss", [])
@@ -136,6 +148,7 @@ class VAEResults:
 
     # ----------------------------------------------------------------- saving
     def _metadata(self):
+        self._sync_threshold()
         return {
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,

@@ -38,17 +38,35 @@ def test_same_random_state_same_map(small_si):
 
 def test_navigation_mask_excludes_from_training_only(small_si):
     s, _ = small_si
-    mask = np.zeros(s.data.shape[:-1], dtype=bool)
+    mask = np.zeros(s.data.shape[:-1], dtype=bool)  # array order (y, x)
     mask[:, :6] = True
-    amap = s.vae_anomalies(navigation_mask=mask, random_state=0, **FAST)
+    # As for decomposition, an array mask is in navigation_shape order (x, y).
+    amap = s.vae_anomalies(navigation_mask=mask.T, random_state=0, **FAST)
     assert s.vae_results.history["n_train"] == (~mask).sum()
     assert np.isfinite(amap.data[mask]).all()
     np.testing.assert_array_equal(s.vae_results.navigation_mask, mask)
 
 
+def test_navigation_mask_orientation_matches_decomposition():
+    s, _ = fe_l23_spectrum_image((6, 10), random_state=0, **SMALL)
+    data_order = np.zeros((6, 10), dtype=bool)
+    data_order[0, :4] = True
+    with pytest.raises(ValueError, match="navigation_shape"):
+        s.vae_anomalies(navigation_mask=data_order, **FAST)
+    s.vae_anomalies(navigation_mask=data_order.T, random_state=0, **FAST)
+    np.testing.assert_array_equal(s.vae_results.navigation_mask, data_order)
+    # A signal mask is taken as its data (array order), as HyperSpy does.
+    from hyperspy.signals import BaseSignal
+
+    as_signal = BaseSignal(data_order).T
+    s.vae_anomalies(navigation_mask=as_signal, random_state=0, **FAST)
+    np.testing.assert_array_equal(s.vae_results.navigation_mask, data_order)
+    s.pca_anomalies(3, navigation_mask=data_order.T, print_info=False)
+
+
 def test_navigation_mask_as_signal(small_si):
     s, _ = small_si
-    mask = Signal2D(np.zeros(s.data.shape[:-1], dtype=bool))
+    mask = Signal2D(np.zeros(s.data.shape[:-1], dtype=bool)).T
     mask.data[0, 0] = True
     s.vae_anomalies(navigation_mask=mask, random_state=0, **FAST)
     assert s.vae_results.history["n_train"] == mask.data.size - 1
@@ -214,3 +232,33 @@ def test_plot_returns_figure(fitted_si):
     assert isinstance(fig, matplotlib.figure.Figure)
     ax = amap.plot_histogram()
     assert ax.get_xlabel().startswith("Anomaly score")
+
+
+def test_lazy_signal_gives_same_map(small_si):
+    s, _ = small_si
+    eager = s.vae_anomalies(random_state=4, **FAST)
+    lazy = s.as_lazy().vae_anomalies(random_state=4, **FAST)
+    np.testing.assert_allclose(lazy.data, eager.data, rtol=1e-5, atol=1e-6)
+
+
+def test_pca_anomalies_with_range_and_mask(small_si):
+    s, truth = small_si
+    full = s.pca_anomalies(3, print_info=False)
+    assert full.metadata.Anomaly.method == "PCA (3 components)"
+    assert full.metadata.General.title.startswith("PCA anomaly map of")
+    windowed = s.pca_anomalies(
+        3,
+        signal_range=(700.0, 730.0),
+        navigation_mask=truth.anomalous.T,
+        print_info=False,
+    )
+    assert windowed.data.shape == full.data.shape
+    assert np.isfinite(windowed.data).all()
+    assert s.learning_results.loadings is None
+
+
+def test_summary_follows_threshold_changes(fitted_si):
+    s, _, amap = fitted_si
+    amap.set_threshold(contamination=0.25)
+    assert "contamination" in s.vae_results.summary()
+    amap.set_threshold("fdr", fdr=0.05)
