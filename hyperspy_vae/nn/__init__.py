@@ -1,0 +1,1 @@
+"""The neural network: model, count-likelihood losses and training (pure PyTorch)."""
