@@ -451,9 +451,11 @@ def pca_anomalies(
         )
         expected[~train_mask] = (factors @ coefficients).T
         loadings[~train_mask] = coefficients.T
-    raw = scoring.reconstruction_scores(
-        counts, np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
+    expected = np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
+    residual_stats = scoring.residual_statistics(
+        counts[train_mask], expected[train_mask]
     )
+    raw = scoring.reconstruction_scores(counts, expected, residual_stats)
     _, _, scores = combine_scores(raw, np.nan_to_num(loadings), train_mask)
     title = signal.metadata.General.title
     amap = make_anomaly_map(

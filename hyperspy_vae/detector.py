@@ -29,29 +29,45 @@ class Detection:
     refit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
 
-def score_pixels(model, cube, device, batch_size):
+def score_pixels(model, cube, device, batch_size, reference, seed=0):
     """Raw scores and latent points of every pixel of ``cube``.
+
+    A first pass over a sample of the ``reference`` pixels measures the
+    per-channel spread of the residuals (see
+    :func:`hyperspy_vae.scoring.residual_statistics`); the second scores
+    every pixel.
 
     Returns
     -------
     raw : dict of numpy.ndarray
-        ``deviance``, ``pearson`` and ``shift`` per pixel.
+        ``deviance``, ``pearson``, ``shift`` and ``local`` per pixel.
     latent_mean, latent_log_var : numpy.ndarray
         ``(n_pixels, latent_dim)``.
     """
     from .nn.train import predict
 
     n = cube.n_pixels
-    raw = {name: np.zeros(n) for name in ("deviance", "pearson", "shift")}
+    totals = cube.totals.ravel()
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(reference)
+    sample = np.sort(rng.choice(candidates, min(4096, candidates.size), replace=False))
+    counts, expected = [], []
+    for index, _, _, shape in predict(model, cube, sample, device, batch_size):
+        counts.append(cube.centre_counts(index))
+        expected.append(shape * totals[index, None])
+    residual_stats = scoring.residual_statistics(
+        np.concatenate(counts), np.concatenate(expected)
+    )
+
+    raw = {name: np.zeros(n) for name in ("deviance", "pearson", "shift", "local")}
     latent_mean = np.zeros((n, model.latent_dim), dtype=np.float32)
     latent_log_var = np.zeros_like(latent_mean)
-    totals = cube.totals.ravel()
     for index, mean, log_var, shape in predict(
         model, cube, np.arange(n), device, batch_size
     ):
         expected = shape * totals[index, None]
         for name, values in scoring.reconstruction_scores(
-            cube.centre_counts(index), expected
+            cube.centre_counts(index), expected, residual_stats
         ).items():
             raw[name][index] = values
         latent_mean[index] = mean
@@ -148,7 +164,7 @@ def detect(
         )
         if refit_fraction > 0 and not history["interrupted"]:
             raw, latent_mean, _ = score_pixels(
-                model, cube, device, settings.inference_batch_size
+                model, cube, device, settings.inference_batch_size, train_mask, seed
             )
             p_values, _, _ = combine_scores(raw, latent_mean, train_mask)
             dropped = _worst_fitting(p_values, train_index, refit_fraction)
@@ -159,7 +175,7 @@ def detect(
             )
             history["first_fit"] = first
     raw, latent_mean, latent_log_var = score_pixels(
-        model, cube, device, settings.inference_batch_size
+        model, cube, device, settings.inference_batch_size, train_mask, seed
     )
     p_values, combined_p, scores = combine_scores(raw, latent_mean, train_mask)
     return Detection(

@@ -10,6 +10,9 @@ reconstruction:
   derivative, ``z = <r, t> / |t|`` with ``r = (c - mu) / sqrt(mu)`` and
   ``t = (dmu/dE) / sqrt(mu)``: a one-dimensional test that an edge moved,
   undiluted by the hundreds of noise channels that the deviance sums;
+* ``local``: the largest Gaussian-smoothed residual over energy and over
+  widths of 1 to 8 channels: a matched filter for a new or missing peak (or a
+  spike) that the deviance would dilute over all channels;
 * ``latent``: squared robust distance of the pixel's latent point from the
   bulk of the training pixels.
 
@@ -21,10 +24,12 @@ the false-discovery rate (Benjamini-Hochberg), so it carries a meaning.
 """
 
 import numpy as np
-from scipy import stats
+from scipy import ndimage, stats
 
 __all__ = [
     "COMBINED_SCORES",
+    "pearson_residuals",
+    "residual_statistics",
     "reconstruction_scores",
     "latent_distance",
     "null_p_values",
@@ -35,12 +40,50 @@ __all__ = [
 ]
 
 #: Scores that enter the combined anomaly score, and how each is tested:
-#: "two-sided" for signed scores, "upper" for scores that grow with anomaly.
-COMBINED_SCORES = {"deviance": "upper", "shift": "two-sided", "latent": "upper"}
+#: "two-sided" for signed scores, "upper" for scores that grow with anomaly,
+#: "maximum" for a maximum of standard normal values (a Gumbel null).
+COMBINED_SCORES = {
+    "deviance": "upper",
+    "shift": "two-sided",
+    "local": "maximum",
+    "latent": "upper",
+}
+#: Widths (standard deviations, in channels) of the ``local`` matched filters.
+LOCAL_WIDTHS = (1.0, 2.0, 4.0, 8.0)
 _EPS = 1e-12
 
 
-def reconstruction_scores(counts, expected):
+def pearson_residuals(counts, expected):
+    """Pearson residuals ``(c - mu) / sqrt(mu)`` (float64)."""
+    mu = np.maximum(np.asarray(expected, dtype=np.float64), _EPS)
+    return (np.asarray(counts, dtype=np.float64) - mu) / np.sqrt(mu)
+
+
+def residual_statistics(counts, expected):
+    """Per-channel median and robust spread of the Pearson residuals.
+
+    Systematic misfit of the reconstruction at some energies (a sharp white
+    line, say) shows as a per-channel bias or excess spread over the normal
+    pixels; the ``local`` score is computed on residuals standardised with
+    these, so it flags departures from the usual misfit, not the misfit.
+
+    Parameters
+    ----------
+    counts, expected : numpy.ndarray
+        ``(n_pixels, n_channels)`` for a sample of reference pixels.
+
+    Returns
+    -------
+    centre, scale : numpy.ndarray
+        ``(n_channels,)`` each.
+    """
+    residual = pearson_residuals(counts, expected)
+    centre = np.median(residual, axis=0)
+    scale = stats.median_abs_deviation(residual, axis=0, scale="normal")
+    return centre, np.where(scale > 0.1, scale, 1.0)
+
+
+def reconstruction_scores(counts, expected, residual_stats=None):
     """Per-pixel scores of counts against their expected counts.
 
     Parameters
@@ -49,11 +92,15 @@ def reconstruction_scores(counts, expected):
         Observed counts, ``(n_pixels, n_channels)``, non-negative.
     expected : numpy.ndarray
         Expected counts of the reconstruction, same shape, positive.
+    residual_stats : tuple of numpy.ndarray, optional
+        Per-channel ``(centre, scale)`` of the residuals of normal pixels,
+        from :func:`residual_statistics`; used by the ``local`` score.
 
     Returns
     -------
     dict of numpy.ndarray
-        ``deviance``, ``pearson`` and ``shift``, each ``(n_pixels,)``.
+        ``deviance``, ``pearson``, ``shift`` and ``local``, each
+        ``(n_pixels,)``.
     """
     c = np.asarray(counts, dtype=np.float64)
     mu = np.maximum(np.asarray(expected, dtype=np.float64), _EPS)
@@ -74,7 +121,25 @@ def reconstruction_scores(counts, expected):
     norm = np.sqrt(np.sum(tangent**2, axis=-1))
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(norm > 0, np.sum(residual * tangent, axis=-1) / norm, 0.0)
-    return {"deviance": deviance, "pearson": pearson, "shift": shift}
+    standardised = residual
+    if residual_stats is not None:
+        standardised = (residual - residual_stats[0]) / residual_stats[1]
+    local = np.zeros(len(c))
+    for width in LOCAL_WIDTHS:
+        # Gaussian weights g normalised so that sum(g**2) = 1: each smoothed
+        # value is standard normal under the null.
+        kernel_norm = np.sqrt(np.sum(_gaussian(width) ** 2))
+        smoothed = ndimage.gaussian_filter1d(
+            standardised, width, axis=-1, mode="constant"
+        )
+        local = np.maximum(local, np.max(np.abs(smoothed), axis=-1) / kernel_norm)
+    return {"deviance": deviance, "pearson": pearson, "shift": shift, "local": local}
+
+
+def _gaussian(width):
+    x = np.arange(-int(4 * width + 0.5), int(4 * width + 0.5) + 1)
+    g = np.exp(-0.5 * (x / width) ** 2)
+    return g / g.sum()
 
 
 def latent_distance(latent_mean, reference):
@@ -112,9 +177,14 @@ def _stabilise(values, tail):
 def null_p_values(values, reference, tail):
     """p-values of a score under an empirical null fitted to ``reference``.
 
-    The null is a normal distribution whose centre and scale are the median
-    and MAD of the (log-stabilised, for non-negative scores) score over the
-    reference pixels: robust to anomalies among them.
+    The null's location and scale come from robust statistics of the score
+    over the reference pixels, so anomalies among them do not distort it:
+
+    * ``"upper"`` and ``"two-sided"``: a normal distribution with the median
+      and MAD of the score (log-stabilised for the non-negative ``"upper"``
+      scores);
+    * ``"maximum"``: the square of a maximum of many standard normal values
+      has a Gumbel tail, fitted to the median and interquartile range.
 
     Parameters
     ----------
@@ -122,15 +192,24 @@ def null_p_values(values, reference, tail):
         ``(n_pixels,)`` score.
     reference : numpy.ndarray of bool
         ``(n_pixels,)``, pixels assumed mostly normal.
-    tail : {"upper", "two-sided"}
-        Which deviations count as anomalous.
+    tail : {"upper", "two-sided", "maximum"}
+        Which deviations count as anomalous, and the null's form.
 
     Returns
     -------
     numpy.ndarray
         p-values in (0, 1].
     """
-    x = _stabilise(np.asarray(values, dtype=np.float64), tail)
+    values = np.asarray(values, dtype=np.float64)
+    if tail == "maximum":
+        x = values**2
+        q25, median, q75 = np.quantile(x[reference], [0.25, 0.5, 0.75])
+        beta = max((q75 - q25) / 1.5725, _EPS)
+        mu = median - 0.3665 * beta
+        p = -np.expm1(-np.exp(-(x - mu) / beta))
+        # Far in the tail 1 - exp(-e) underflows to e: keep that precision.
+        return np.clip(p, 1e-300, 1.0)
+    x = _stabilise(values, tail)
     ref = x[reference]
     centre = np.median(ref)
     spread = stats.median_abs_deviation(ref, scale="normal")

@@ -89,3 +89,25 @@ def test_settings_validate(change):
 def test_settings_round_trip():
     s = VAESettings(latent_dim=2, hidden_channels=(4, 8, 8))
     assert VAESettings.from_dict(s.to_dict()) == s
+
+
+def test_local_score_finds_a_narrow_peak_the_deviance_dilutes():
+    rng = np.random.default_rng(3)
+    expected = np.full((300, 320), 100.0)
+    counts = rng.poisson(expected).astype(float)
+    bump = 40.0 * np.exp(-0.5 * ((np.arange(320) - 150) / 2.0) ** 2)
+    counts[:30] += rng.poisson(bump, size=(30, 320))
+    scores = scoring.reconstruction_scores(counts, expected)
+    reference = np.ones(300, bool)
+    p_local = scoring.null_p_values(scores["local"], reference, "maximum")
+    p_deviance = scoring.null_p_values(scores["deviance"], reference, "upper")
+    assert np.median(p_local[:30]) < 1e-4
+    assert np.median(p_local[:30]) < 1e-2 * np.median(p_deviance[:30])
+
+
+def test_maximum_null_is_calibrated():
+    rng = np.random.default_rng(4)
+    values = np.abs(rng.standard_normal((20000, 200))).max(axis=1)
+    p = scoring.null_p_values(values, np.ones(values.size, bool), "maximum")
+    assert 0.007 < (p < 0.01).mean() < 0.014
+    assert (p < 1e-3).mean() < 2.5e-3
