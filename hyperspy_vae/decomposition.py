@@ -143,6 +143,22 @@ def _folded_counts(signal, channels):
     return folded, nav_shape
 
 
+def _check_threshold(threshold, fdr):
+    if not (isinstance(fdr, float | int) and 0 < fdr < 1):
+        raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+    if isinstance(threshold, str):
+        if threshold not in ("f1", "fdr", "otsu"):
+            raise ValueError(
+                f"Unknown threshold {threshold!r}: use 'f1', 'fdr', 'otsu' or a number."
+            )
+    elif not (
+        isinstance(threshold, int | float | np.number) and np.isfinite(threshold)
+    ):
+        raise ValueError(
+            f"threshold must be 'f1', 'fdr', 'otsu' or a finite number, not {threshold!r}."
+        )
+
+
 def _seed(random_state):
     if random_state is None:
         return int(np.random.default_rng().integers(2**31 - 1))
@@ -194,6 +210,7 @@ def vae_anomalies(
     navigation_mask=None,
     signal_mask=None,
     signal_range=None,
+    threshold="f1",
     fdr=0.05,
     random_state=None,
     device="auto",
@@ -229,8 +246,13 @@ def vae_anomalies(
         True for energy channels excluded from the model and the scores.
     signal_range : tuple of float, optional
         ``(start, end)`` energy window, in the axis units, to analyse.
+    threshold : {"f1", "fdr", "otsu"} or float, default "f1"
+        Threshold rule: ``"f1"`` maximises the F1 score expected under the
+        fitted null (no labels needed); ``"fdr"`` controls the false-discovery
+        rate at ``fdr``. Change it later with ``amap.set_threshold``.
     fdr : float, default 0.05
-        False-discovery rate of the automatic threshold.
+        False-discovery rate of the ``"fdr"`` rule and of the ``"f1"`` rule's
+        fallback on data with no clear anomalies.
     random_state : None, int or numpy.random.Generator
         Seed: the same seed gives the same map on the CPU.
     device : str, default "auto"
@@ -270,8 +292,7 @@ def vae_anomalies(
 
     _check_signal(signal)
     nav_mask = _navigation_mask(navigation_mask, signal)
-    if not 0 < fdr < 1:
-        raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+    _check_threshold(threshold, fdr)
     if not 0 <= refit_fraction < 1:
         raise ValueError(f"refit_fraction must be in [0, 1), not {refit_fraction}.")
     torch_device = resolve_device(device)
@@ -330,6 +351,7 @@ def vae_anomalies(
         scores["combined"],
         signal,
         f"Anomaly map of {title}",
+        threshold=threshold,
         fdr=fdr,
         method_metadata={
             "method": "VAE",
@@ -357,7 +379,7 @@ def vae_anomalies(
         latent_mean=nav(detection.latent_mean),
         latent_log_var=nav(detection.latent_log_var),
         history=history,
-        threshold={"value": amap.threshold, "method": "fdr", "fdr": fdr},
+        threshold={"value": amap.threshold, "method": str(threshold), "fdr": fdr},
         device=str(torch_device),
     )
     results.anomaly_map = amap
@@ -379,6 +401,7 @@ def pca_anomalies(
     navigation_mask=None,
     signal_mask=None,
     signal_range=None,
+    threshold="f1",
     fdr=0.05,
     print_info=True,
 ):
@@ -401,8 +424,10 @@ def pca_anomalies(
         True = excluded, as in ``decomposition``.
     signal_range : tuple of float, optional
         ``(start, end)`` energy window to analyse.
+    threshold : {"f1", "fdr", "otsu"} or float, default "f1"
+        Threshold rule, as for ``vae_anomalies``.
     fdr : float, default 0.05
-        False-discovery rate of the automatic threshold.
+        False-discovery rate of the ``"fdr"`` rule and ``"f1"``'s fallback.
     print_info : bool, default True
         Print a one-line summary.
 
@@ -418,6 +443,7 @@ def pca_anomalies(
             f"output_dimension must be a positive integer, not {output_dimension!r}."
         )
     nav_mask = _navigation_mask(navigation_mask, signal)
+    _check_threshold(threshold, fdr)
     channels = _channel_selection(signal, signal_mask, signal_range)
     everything = np.ones(channels.size, dtype=bool)
     folded, nav_shape = _folded_counts(signal, everything)
@@ -456,12 +482,15 @@ def pca_anomalies(
         counts[train_mask], expected[train_mask]
     )
     raw = scoring.reconstruction_scores(counts, expected, residual_stats)
-    _, _, scores = combine_scores(raw, np.nan_to_num(loadings), train_mask)
+    _, _, scores = combine_scores(
+        raw, np.nan_to_num(loadings), train_mask, folded.shape[:3]
+    )
     title = signal.metadata.General.title
     amap = make_anomaly_map(
         scores.reshape(nav_shape),
         signal,
         f"PCA anomaly map of {title}",
+        threshold=threshold,
         fdr=fdr,
         method_metadata={
             "method": f"PCA ({output_dimension} components)",
@@ -473,7 +502,7 @@ def pca_anomalies(
         print(
             f"PCA anomaly detection ({output_dimension} components): "
             f"{amap.n_anomalous} anomalous of {scores.size} pixels "
-            f"(threshold {amap.threshold:.3f}, fdr={fdr})"
+            f"(threshold {amap.threshold:.3f}, {threshold})"
         )
     return amap
 
@@ -501,6 +530,7 @@ def get_anomaly_map(signal):
             results.scores["combined"],
             signal,
             f"Anomaly map of {signal.metadata.General.title}",
+            threshold=results.threshold.get("value", "f1"),
             fdr=results.threshold.get("fdr", 0.05),
             method_metadata={"method": "VAE", "package": "hyperspy_vae"},
         )

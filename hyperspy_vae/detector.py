@@ -75,7 +75,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0):
     return raw, latent_mean, latent_log_var
 
 
-def combine_scores(raw, latent_mean, reference):
+def combine_scores(raw, latent_mean, reference, map_shape=None):
     """Null p-values of each score, their combination and the anomaly score.
 
     Parameters
@@ -86,6 +86,9 @@ def combine_scores(raw, latent_mean, reference):
         ``(n_pixels, latent_dim)``.
     reference : numpy.ndarray of bool
         Pixels on which the empirical null is fitted.
+    map_shape : tuple of int, optional
+        ``(n_maps, rows, columns)``: compare latent points with their
+        spatial surroundings (see :func:`scoring.latent_distance`).
 
     Returns
     -------
@@ -94,7 +97,7 @@ def combine_scores(raw, latent_mean, reference):
     scores : numpy.ndarray
         ``-log10(combined_p)``: higher is more anomalous.
     """
-    raw["latent"] = scoring.latent_distance(latent_mean, reference)
+    raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
     p_values = {
         name: scoring.null_p_values(raw[name], reference, tail)
         for name, tail in scoring.COMBINED_SCORES.items()
@@ -166,7 +169,9 @@ def detect(
             raw, latent_mean, _ = score_pixels(
                 model, cube, device, settings.inference_batch_size, train_mask, seed
             )
-            p_values, _, _ = combine_scores(raw, latent_mean, train_mask)
+            p_values, _, _ = combine_scores(
+                raw, latent_mean, train_mask, cube.counts.shape[:3]
+            )
             dropped = _worst_fitting(p_values, train_index, refit_fraction)
             refit_index = np.setdiff1d(train_index, dropped)
             first = history
@@ -177,7 +182,9 @@ def detect(
     raw, latent_mean, latent_log_var = score_pixels(
         model, cube, device, settings.inference_batch_size, train_mask, seed
     )
-    p_values, combined_p, scores = combine_scores(raw, latent_mean, train_mask)
+    p_values, combined_p, scores = combine_scores(
+        raw, latent_mean, train_mask, cube.counts.shape[:3]
+    )
     return Detection(
         model=model,
         history=history,

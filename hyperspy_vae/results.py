@@ -134,7 +134,7 @@ class VAEResults:
             f"({self.threshold['method']}"
             + (
                 f", fdr={self.threshold['fdr']}"
-                if self.threshold.get("method") == "fdr"
+                if self.threshold.get("method") in ("fdr", "f1")
                 else ""
             )
             + f"): {n_anomalous} anomalous of {self.n_pixels} pixels",

@@ -35,6 +35,7 @@ __all__ = [
     "null_p_values",
     "combine_p_values",
     "fdr_threshold",
+    "expected_f1_threshold",
     "otsu_threshold",
     "contamination_threshold",
 ]
@@ -43,7 +44,6 @@ __all__ = [
 #: "two-sided" for signed scores, "upper" for scores that grow with anomaly,
 #: "maximum" for a maximum of standard normal values (a Gumbel null).
 COMBINED_SCORES = {
-    "deviance": "upper",
     "shift": "two-sided",
     "local": "maximum",
     "latent": "upper",
@@ -142,12 +142,16 @@ def _gaussian(width):
     return g / g.sum()
 
 
-def latent_distance(latent_mean, reference):
-    """Squared robust distance of latent points from the reference bulk.
+def latent_distance(latent_mean, reference, map_shape=None, window=9):
+    """Squared robust distance of latent points from what is normal around them.
 
-    Each latent coordinate is centred on its median over the reference
-    pixels and scaled by their MAD, so anomalies among the reference pixels
-    do not pull the centre.
+    Normal variation (thickness, composition, energy drift) is smooth across
+    the scan, while anomalies are local. With ``map_shape``, each latent map
+    is compared with its spatial median over ``window x window`` pixels, so a
+    pixel that departs from its surroundings stands out even where the model
+    has learned to encode its anomaly. Without it, the comparison is with the
+    median of the reference pixels. Each coordinate of the difference is
+    scaled by its MAD over the reference pixels.
 
     Parameters
     ----------
@@ -155,17 +159,30 @@ def latent_distance(latent_mean, reference):
         ``(n_pixels, latent_dim)``.
     reference : numpy.ndarray of bool
         ``(n_pixels,)``, the pixels that define "normal".
+    map_shape : tuple of int, optional
+        ``(n_maps, rows, columns)`` with ``n_maps * rows * columns ==
+        n_pixels``: the pixels' layout, for the spatial comparison.
+    window : int, default 9
+        Side of the spatial median filter.
 
     Returns
     -------
     numpy.ndarray
         ``(n_pixels,)``.
     """
-    ref = latent_mean[reference]
+    latent = np.asarray(latent_mean, dtype=np.float64)
+    if map_shape is not None:
+        maps = latent.reshape(*map_shape, -1)
+        size = (1, min(window, map_shape[1]), min(window, map_shape[2]), 1)
+        background = ndimage.median_filter(maps, size=size, mode="reflect")
+        difference = (maps - background).reshape(latent.shape)
+    else:
+        difference = latent - np.median(latent[reference], axis=0)
+    ref = difference[reference]
     centre = np.median(ref, axis=0)
     spread = stats.median_abs_deviation(ref, axis=0, scale="normal")
     spread = np.where(spread > _EPS, spread, 1.0)
-    return np.sum(((latent_mean - centre) / spread) ** 2, axis=-1)
+    return np.sum(((difference - centre) / spread) ** 2, axis=-1)
 
 
 def _stabilise(values, tail):
@@ -264,6 +281,49 @@ def fdr_threshold(scores, p_values, fdr):
     p_cut = p[passed[-1]]
     # The last rejected pixel has score -log10(p_cut): put the threshold
     # just below it so that it is flagged with "score > threshold".
+    return float(np.nextafter(-np.log10(p_cut), -np.inf))
+
+
+def expected_f1_threshold(scores, p_values, fdr):
+    """Score threshold that maximises the F1 expected under the fitted null.
+
+    Flagging the ``k`` pixels with the smallest p-values is expected to
+    include ``FP(k) = n * p_(k)`` normal pixels (an upper bound: the null is
+    taken to hold for every pixel), hence ``TP(k) = k - FP(k)`` anomalous ones.
+    The number of anomalous pixels is estimated conservatively as the largest
+    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05. The threshold maximises
+    ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
+    pixels than noise would (fewer than 3), it falls back to
+    :func:`fdr_threshold` at ``fdr``, so clean data stay clean.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Anomaly scores, ``-log10(p_values)``.
+    p_values : numpy.ndarray
+        The p-values behind ``scores``.
+    fdr : float
+        False-discovery rate of the fallback.
+
+    Returns
+    -------
+    float
+    """
+    p = np.sort(np.ravel(p_values))
+    n = p.size
+    k = np.arange(1, n + 1)
+    false_positives = n * p
+    true_positives = np.maximum(k - false_positives, 0.0)
+    considered = p <= 0.05
+    if not considered.any():
+        return fdr_threshold(scores, p_values, fdr)
+    n_anomalous = np.max(
+        (true_positives - 3.0 * np.sqrt(false_positives + 1.0))[considered]
+    )
+    if n_anomalous < 3:
+        return fdr_threshold(scores, p_values, fdr)
+    f1 = 2.0 * true_positives / (k + n_anomalous)
+    p_cut = p[int(np.argmax(f1))]
     return float(np.nextafter(-np.log10(p_cut), -np.inf))
 
 

@@ -16,6 +16,7 @@ def test_returns_map_with_navigation_axes(fitted_si):
     assert [a.name for a in amap.axes_manager.signal_axes] == ["x", "y"]
     assert np.isfinite(amap.data).all()
     assert s.get_anomaly_map() is amap
+    assert amap.metadata.Anomaly.threshold_method == "f1"
 
 
 def test_data_and_learning_results_untouched(small_si):
@@ -155,6 +156,8 @@ def test_set_threshold_rules(fitted_si):
     assert amap.threshold == 3.0 and amap.metadata.Anomaly.threshold_method == "value"
     amap.set_threshold("otsu")
     assert amap.metadata.Anomaly.threshold_method == "otsu"
+    amap.set_threshold()
+    assert amap.metadata.Anomaly.threshold_method == "f1"
     amap.set_threshold("fdr", fdr=0.01)
     strict = amap.n_anomalous
     amap.set_threshold("fdr", fdr=0.2)
@@ -190,6 +193,7 @@ def test_print_info_and_summary(small_si, capsys):
         (dict(learning_rate="fast"), ValueError, "learning_rate"),
         (dict(epochs=3), TypeError, "Unknown VAE setting"),
         (dict(fdr=1.5), ValueError, "fdr"),
+        (dict(threshold="mean"), ValueError, "Unknown threshold"),
     ],
 )
 def test_bad_settings_fail_at_once(small_si, kwargs, error, message):

@@ -111,3 +111,20 @@ def test_maximum_null_is_calibrated():
     p = scoring.null_p_values(values, np.ones(values.size, bool), "maximum")
     assert 0.007 < (p < 0.01).mean() < 0.014
     assert (p < 1e-3).mean() < 2.5e-3
+
+
+def test_expected_f1_threshold_adapts_and_falls_back():
+    rng = np.random.default_rng(5)
+    null = rng.uniform(size=4000)
+    strong = np.concatenate([null, np.full(80, 1e-12)])
+    scores = -np.log10(strong)
+    flagged = scores > scoring.expected_f1_threshold(scores, strong, 0.05)
+    assert flagged[-80:].all() and flagged[:4000].sum() <= 2
+    # Weak signals: more lenient than Benjamini-Hochberg at 5 %.
+    weak = np.concatenate([null, 10 ** -rng.uniform(2, 5, size=200)])
+    scores = -np.log10(weak)
+    f1_cut = scoring.expected_f1_threshold(scores, weak, 0.05)
+    assert f1_cut < scoring.fdr_threshold(scores, weak, 0.05)
+    # No signal: the fallback flags (almost) nothing.
+    scores = -np.log10(null)
+    assert (scores > scoring.expected_f1_threshold(scores, null, 0.05)).sum() <= 1

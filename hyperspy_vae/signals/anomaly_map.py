@@ -32,23 +32,26 @@ class AnomalyMapMixin:
             data = data.compute()
         return np.asarray(data, dtype=np.float64)
 
-    def set_threshold(self, threshold="fdr", contamination=None, fdr=None):
+    def set_threshold(self, threshold="f1", contamination=None, fdr=None):
         """Choose the threshold above which pixels are anomalous.
 
         Parameters
         ----------
-        threshold : {"fdr", "otsu"} or float, default "fdr"
-            ``"fdr"``: Benjamini-Hochberg on the pixels' p-values
-            (``10 ** -score``), so that about ``fdr`` of the flagged pixels
-            are expected to be false alarms; ``"otsu"``: Otsu's threshold of
-            the score histogram; a float: that score.
+        threshold : {"f1", "fdr", "otsu"} or float, default "f1"
+            ``"f1"``: the threshold that maximises the F1 score expected
+            under the fitted null (the pixels' p-values are ``10 ** -score``),
+            falling back to ``"fdr"`` where the data show no more anomalous
+            pixels than noise would; ``"fdr"``: Benjamini-Hochberg, so that
+            about ``fdr`` of the flagged pixels are expected to be false
+            alarms; ``"otsu"``: Otsu's threshold of the score histogram; a
+            float: that score.
         contamination : float, optional
             Flag this fraction of pixels with the highest scores instead
-            (PyOD's convention); ``threshold`` must then be ``"fdr"`` (the
-            default) or None.
+            (PyOD's convention); ``threshold`` must then be left at its
+            default.
         fdr : float, optional
-            False-discovery rate for ``threshold="fdr"``; defaults to the
-            last one used, else 0.05.
+            False-discovery rate for ``"fdr"`` (and the fallback of
+            ``"f1"``); defaults to the last one used, else 0.05.
 
         Examples
         --------
@@ -56,25 +59,28 @@ class AnomalyMapMixin:
         >>> amap.set_threshold(contamination=0.02)  # doctest: +SKIP
         """
         scores = self._scores()
+        if fdr is None:
+            fdr = self.metadata.get_item("Anomaly.fdr", _DEFAULT_FDR)
+        if not 0 < fdr < 1:
+            raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
         if contamination is not None:
-            if threshold not in ("fdr", None):
+            if threshold not in ("f1", None):
                 raise ValueError(
                     "Give either a threshold or a contamination, not both."
                 )
             value = scoring.contamination_threshold(scores, contamination)
             method = "contamination"
         elif isinstance(threshold, str):
-            if threshold == "fdr":
-                if fdr is None:
-                    fdr = self.metadata.get_item("Anomaly.fdr", _DEFAULT_FDR)
-                if not 0 < fdr < 1:
-                    raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+            if threshold == "f1":
+                value = scoring.expected_f1_threshold(scores, 10.0**-scores, fdr)
+            elif threshold == "fdr":
                 value = scoring.fdr_threshold(scores, 10.0**-scores, fdr)
             elif threshold == "otsu":
                 value = scoring.otsu_threshold(scores)
             else:
                 raise ValueError(
-                    f"Unknown threshold {threshold!r}: use 'fdr', 'otsu' or a number."
+                    f"Unknown threshold {threshold!r}: use 'f1', 'fdr', 'otsu' or "
+                    "a number."
                 )
             method = threshold
         elif isinstance(threshold, int | float | np.number) and np.isfinite(threshold):
@@ -82,12 +88,12 @@ class AnomalyMapMixin:
             method = "value"
         else:
             raise ValueError(
-                f"threshold must be 'fdr', 'otsu' or a finite number, not {threshold!r}."
+                f"threshold must be 'f1', 'fdr', 'otsu' or a finite number, not "
+                f"{threshold!r}."
             )
         self.metadata.set_item("Anomaly.threshold", float(value))
         self.metadata.set_item("Anomaly.threshold_method", method)
-        if method == "fdr":
-            self.metadata.set_item("Anomaly.fdr", float(fdr))
+        self.metadata.set_item("Anomaly.fdr", float(fdr))
         if contamination is not None:
             self.metadata.set_item("Anomaly.contamination", float(contamination))
 
@@ -182,7 +188,9 @@ class LazyAnomalyMap1D(AnomalyMap1D, LazySignal1D):
     """Lazy anomaly map of a line scan."""
 
 
-def make_anomaly_map(scores, source, title, fdr=_DEFAULT_FDR, method_metadata=None):
+def make_anomaly_map(
+    scores, source, title, threshold="f1", fdr=_DEFAULT_FDR, method_metadata=None
+):
     """Build the anomaly map of ``source`` from navigation-shaped scores.
 
     Parameters
@@ -194,8 +202,10 @@ def make_anomaly_map(scores, source, title, fdr=_DEFAULT_FDR, method_metadata=No
         the map's axes.
     title : str
         Title of the new signal.
+    threshold : {"f1", "fdr", "otsu"} or float, default "f1"
+        The initial threshold rule, see :meth:`AnomalyMapMixin.set_threshold`.
     fdr : float, default 0.05
-        False-discovery rate of the initial threshold.
+        False-discovery rate of the ``"fdr"`` rule (and ``"f1"``'s fallback).
     method_metadata : dict, optional
         Stored under ``metadata.Anomaly`` (how the map was made).
 
@@ -209,5 +219,5 @@ def make_anomaly_map(scores, source, title, fdr=_DEFAULT_FDR, method_metadata=No
     amap.metadata.General.title = title
     for key, value in (method_metadata or {}).items():
         amap.metadata.set_item(f"Anomaly.{key}", value)
-    amap.set_threshold("fdr", fdr=fdr)
+    amap.set_threshold(threshold, fdr=fdr)
     return amap
