@@ -25,12 +25,17 @@ class SpectrumCube:
             raise ValueError("counts must have shape (n_maps, rows, columns, channels)")
         self.counts = counts
         self.patch_size = patch_size
-        totals = np.clip(counts, 0, None).sum(axis=-1, dtype=np.float64)
+        clipped = np.clip(counts, 0, None)
+        totals = clipped.sum(axis=-1, dtype=np.float64)
         self.totals = totals.astype(np.float32)
         n_channels = counts.shape[-1]
-        # Each pixel's spectrum is divided by its mean count per channel, so
-        # the network sees shapes, not intensities (thickness, dose).
-        self.scale = (n_channels / np.maximum(totals, 1.0)).astype(np.float32)
+        # Each pixel's spectrum is divided by its median count per channel (its
+        # mean where the median is zero), so the network sees shapes, not
+        # intensities (thickness, dose), and a cosmic-ray spike in one channel
+        # does not squash the rest of the spectrum.
+        level = np.median(clipped, axis=-1)
+        level = np.where(level > 0, level, totals / n_channels)
+        self.scale = (1.0 / np.maximum(level, 1e-3)).astype(np.float32)
         half = patch_size // 2
         self._offsets = np.arange(-half, half + 1)
 

@@ -16,11 +16,13 @@ reconstruction:
 * ``latent``: squared robust distance of the pixel's latent point from the
   bulk of the training pixels.
 
-The scores are put on one scale by an empirical null fitted to the training
-pixels (median and MAD of a variance-stabilised score, robust to the
-anomalies among them), turned into p-values and combined with a Bonferroni
-correction. The anomaly score is ``-log10(p)``; the default threshold controls
-the false-discovery rate (Benjamini-Hochberg), so it carries a meaning.
+The scores are put on one scale by empirical nulls fitted to the training
+pixels with robust statistics (so the anomalies among them do not distort
+them), turned into p-values and combined with a weighted Bonferroni
+correction whose weights follow how many anomalies each score finds. The
+anomaly score is ``-log10(p)``; the default threshold maximises the F1 score
+expected under the null, with a false-discovery-rate (Benjamini-Hochberg)
+fallback on clean data, so it carries a meaning.
 """
 
 import numpy as np
@@ -33,6 +35,7 @@ __all__ = [
     "reconstruction_scores",
     "latent_distance",
     "null_p_values",
+    "excess_discoveries",
     "combine_p_values",
     "fdr_threshold",
     "expected_f1_threshold",
@@ -238,13 +241,47 @@ def null_p_values(values, reference, tail):
     return np.clip(stats.norm.sf(z), 1e-300, 1.0)
 
 
-def combine_p_values(p_values):
-    """Bonferroni combination: ``min(1, m * min_j p_j)`` per pixel.
+def excess_discoveries(p_values):
+    """Conservative estimate of how many pixels are not null, from p-values.
+
+    The largest ``k - n p_(k) - 3 sqrt(n p_(k) + 1)`` over the pixels with
+    p <= 0.05: the ``k`` most significant pixels hold about ``n p_(k)``
+    null ones, and the square-root term keeps noise from counting.
+
+    Parameters
+    ----------
+    p_values : numpy.ndarray
+
+    Returns
+    -------
+    float
+        Zero or more.
+    """
+    p = np.sort(np.ravel(p_values))
+    n = p.size
+    considered = p <= 0.05
+    if not considered.any():
+        return 0.0
+    k = np.arange(1, n + 1)
+    excess = k - n * p - 3.0 * np.sqrt(n * p + 1.0)
+    return float(max(np.max(excess[considered]), 0.0))
+
+
+def combine_p_values(p_values, floor=0.1):
+    """Weighted Bonferroni combination: ``min(1, min_j p_j / w_j)`` per pixel.
+
+    The weights sum to one. Each score gets at least ``floor``; the rest is
+    shared in proportion to the number of anomalous pixels each score finds
+    (:func:`excess_discoveries`), so a score that sees nothing in this data
+    costs the others little power. With no excess anywhere the weights are
+    equal (plain Bonferroni).
 
     Parameters
     ----------
     p_values : dict of numpy.ndarray
         One p-value array per score.
+    floor : float, default 0.1
+        Smallest weight of a score.
 
     Returns
     -------
@@ -252,7 +289,14 @@ def combine_p_values(p_values):
         Combined p-value per pixel.
     """
     stacked = np.stack(list(p_values.values()))
-    return np.minimum(1.0, len(stacked) * stacked.min(axis=0))
+    m = len(stacked)
+    excess = np.array([excess_discoveries(p) for p in stacked])
+    floor = min(floor, 1.0 / m)
+    if excess.sum() > 0:
+        weights = floor + (1.0 - m * floor) * excess / excess.sum()
+    else:
+        weights = np.full(m, 1.0 / m)
+    return np.minimum(1.0, np.min(stacked / weights[:, None], axis=0))
 
 
 def fdr_threshold(scores, p_values, fdr):
@@ -314,12 +358,7 @@ def expected_f1_threshold(scores, p_values, fdr):
     k = np.arange(1, n + 1)
     false_positives = n * p
     true_positives = np.maximum(k - false_positives, 0.0)
-    considered = p <= 0.05
-    if not considered.any():
-        return fdr_threshold(scores, p_values, fdr)
-    n_anomalous = np.max(
-        (true_positives - 3.0 * np.sqrt(false_positives + 1.0))[considered]
-    )
+    n_anomalous = excess_discoveries(p)
     if n_anomalous < 3:
         return fdr_threshold(scores, p_values, fdr)
     f1 = 2.0 * true_positives / (k + n_anomalous)

@@ -99,7 +99,8 @@ class CVAE3D(nn.Module):
         mean, log_var : torch.Tensor
             Each of shape ``(batch, latent_dim)``.
         """
-        x = (patches - self.input_mean) / self.input_std
+        # Clamped: one extreme channel (a spike) cannot swamp the encoding.
+        x = ((patches - self.input_mean) / self.input_std).clamp(-10.0, 10.0)
         h = self.encoder(x.unsqueeze(1))
         mean, log_var = self.to_latent(h).chunk(2, dim=-1)
         return mean, log_var.clamp(-12.0, 8.0)

@@ -139,7 +139,8 @@ def fit(
     part of the pixels drives early stopping; the best model is returned.
     A non-finite loss restores the last good state and halves the learning
     rate; a ``KeyboardInterrupt`` stops training with a warning and keeps the
-    best model so far.
+    best model so far; a GPU out-of-memory error halves the batch size and
+    continues.
 
     Parameters
     ----------
@@ -207,10 +208,15 @@ def fit(
             leave=False,
         )
         model.train()
+        batch_size = settings.batch_size
         try:
             for step in bar:
-                index = rng.choice(fit_index, size=settings.batch_size)
-                nll, deviance, kl = _batch_losses(model, cube, index, device, True)
+                index = rng.choice(fit_index, size=batch_size)
+                try:
+                    nll, deviance, kl = _batch_losses(model, cube, index, device, True)
+                except torch.cuda.OutOfMemoryError:
+                    batch_size = _halve_batch(batch_size, device)
+                    continue
                 keep = _kept(deviance, settings.trim_fraction)
                 beta = settings.beta * min(1.0, step / settings.kl_warmup_steps)
                 loss = (nll[keep] + beta * kl[keep]).mean() / cube.n_channels
@@ -254,6 +260,20 @@ def fit(
         model.load_state_dict(good_state)
     model.eval()
     return model, history
+
+
+def _halve_batch(batch_size, device):
+    """Halve the batch size after a GPU out-of-memory error."""
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if batch_size <= 1:
+        raise MemoryError("The GPU ran out of memory even with one patch per batch.")
+    warnings.warn(
+        f"GPU out of memory: batch size halved to {batch_size // 2}.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return batch_size // 2
 
 
 def _recover(model, optimizer, good_state, step):
@@ -303,14 +323,20 @@ def predict(model, cube, index, device, batch_size):
         ``(batch, n_channels)``.
     """
     model.eval()
+    start = 0
     with torch.no_grad():
-        for start in range(0, len(index), batch_size):
+        while start < len(index):
             chunk = index[start : start + batch_size]
-            patches = _to_device(cube.patches(chunk), device)
-            with _autocast(device):
-                mean, log_var = model.encode(patches)
-                logits = model.decode(mean)
-            shape = torch.softmax(logits.double(), dim=-1)
+            try:
+                patches = _to_device(cube.patches(chunk), device)
+                with _autocast(device):
+                    mean, log_var = model.encode(patches)
+                    logits = model.decode(mean)
+                shape = torch.softmax(logits.double(), dim=-1)
+            except torch.cuda.OutOfMemoryError:
+                batch_size = _halve_batch(batch_size, device)
+                continue
+            start += len(chunk)
             yield (
                 chunk,
                 mean.float().cpu().numpy(),
