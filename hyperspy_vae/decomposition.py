@@ -450,6 +450,18 @@ def pca_anomalies(
     # A work copy: the user's data and learning_results stay untouched;
     # negative counts (dark-subtraction noise) are clipped for the Poisson
     # normalisation.
+    n_train = int(np.prod(nav_shape)) - (0 if nav_mask is None else int(nav_mask.sum()))
+    if n_train < max(MIN_TRAIN_PIXELS, output_dimension + 1):
+        raise ValueError(
+            f"Only {n_train} pixels are available for PCA with {output_dimension} "
+            f"components; at least {max(MIN_TRAIN_PIXELS, output_dimension + 1)} "
+            "are needed."
+        )
+    if channels.sum() <= output_dimension:
+        raise ValueError(
+            f"PCA with {output_dimension} components needs more than "
+            f"{output_dimension} channels; {int(channels.sum())} are selected."
+        )
     full = np.clip(folded.reshape(*nav_shape, channels.size), 0, None)
     work = Signal1D(full, axes=signal.axes_manager._get_axes_dicts())
     work.decomposition(

@@ -79,6 +79,8 @@ def test_inf_is_named(tiny_si):
 def test_complex_and_boolean_data_refused():
     with pytest.raises(TypeError, match="real numbers"):
         Signal1D(np.ones((4, 4, 32), dtype=complex)).vae_anomalies()
+    with pytest.raises(TypeError, match="real numbers"):
+        Signal1D(np.ones((4, 4, 32), dtype=bool)).vae_anomalies()
 
 
 def test_signal_mask_excluding_everything(tiny_si):
