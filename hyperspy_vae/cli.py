@@ -115,6 +115,8 @@ def detect_file(path, args):
         "figure": stem.with_name(f"{path.stem}_anomalies.png"),
         "summary": stem.with_name(f"{path.stem}_summary.json"),
     }
+    for k in args.compare_pca:
+        outputs[f"pca{k}"] = stem.with_name(f"{path.stem}_pca{k}_anomaly_map.hspy")
     existing = [str(p) for p in outputs.values() if p.exists()]
     if existing and not args.overwrite:
         raise FileExistsError(
@@ -148,10 +150,7 @@ def detect_file(path, args):
             fdr=args.fdr,
             print_info=False,
         )
-        pca.save(
-            stem.with_name(f"{path.stem}_pca{k}_anomaly_map.hspy"),
-            overwrite=args.overwrite,
-        )
+        pca.save(outputs[f"pca{k}"], overwrite=args.overwrite)
         maps.append(pca)
     amap.save(outputs["map"], overwrite=args.overwrite)
     fig = compare(maps, titles=["VAE"] + [f"PCA, {k}" for k in args.compare_pca])
@@ -186,6 +185,15 @@ def main(argv=None):
     from hyperspy.defaults_parser import preferences
     from hyperspy.external.progressbar import progressbar
 
+    stems = [path.stem for path in args.inputs]
+    duplicates = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if duplicates:
+        print(
+            f"hyperspy-vae: inputs share the names {duplicates}, so their outputs "
+            "would collide; run them into different --out folders.",
+            file=sys.stderr,
+        )
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path in progressbar(

@@ -6,6 +6,9 @@ signal into a :class:`~hyperspy_vae.cube.SpectrumCube`, runs the detector and
 turns the results back into signals.
 """
 
+import copy
+import numbers
+
 import numpy as np
 
 from . import scoring
@@ -144,7 +147,7 @@ def _folded_counts(signal, channels):
 
 
 def _check_threshold(threshold, fdr):
-    if not (isinstance(fdr, float | int) and 0 < fdr < 1):
+    if not (_is_real(fdr) and 0 < fdr < 1):
         raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
     if isinstance(threshold, str):
         if threshold not in ("f1", "fdr", "otsu"):
@@ -164,7 +167,7 @@ def _seed(random_state):
         return int(np.random.default_rng().integers(2**31 - 1))
     if isinstance(random_state, np.random.Generator):
         return int(random_state.integers(2**31 - 1))
-    if isinstance(random_state, int | np.integer) and random_state >= 0:
+    if _is_integer(random_state) and random_state >= 0:
         return int(random_state)
     raise ValueError(
         f"random_state must be None, a non-negative int or a numpy Generator, "
@@ -181,14 +184,16 @@ def _show_progressbar(show_progressbar):
 
 
 def _reuse_channels(signal, results):
-    """Channels of ``signal`` matching a trained model's energies."""
+    """Channels of ``signal`` matching a trained model's energies, one by one."""
     axis = signal.axes_manager.signal_axes[0]
     energy = results.energy
-    step = np.median(np.diff(energy)) if energy.size > 1 else 1.0
-    index = np.searchsorted(axis.axis, energy[0] - 0.5 * abs(step))
-    chosen = np.arange(index, index + energy.size)
-    if chosen[-1] >= axis.size or not np.allclose(
-        axis.axis[chosen], energy, atol=0.1 * abs(step), rtol=0
+    step = np.median(np.abs(np.diff(energy))) if energy.size > 1 else 1.0
+    nearest = np.clip(np.searchsorted(axis.axis, energy), 0, axis.size - 1)
+    below = np.clip(nearest - 1, 0, axis.size - 1)
+    closer = np.abs(axis.axis[below] - energy) < np.abs(axis.axis[nearest] - energy)
+    chosen = np.where(closer, below, nearest)
+    if np.unique(chosen).size != energy.size or not np.allclose(
+        axis.axis[chosen], energy, atol=0.1 * step, rtol=0
     ):
         raise ValueError(
             "The energy axis of this signal does not match the model's: the model "
@@ -201,6 +206,14 @@ def _reuse_channels(signal, results):
     keep = np.zeros(axis.size, dtype=bool)
     keep[chosen] = True
     return keep
+
+
+def _is_integer(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------ methods
@@ -301,17 +314,26 @@ def vae_anomalies(
     trained = None
     if model is not None:
         trained = model if isinstance(model, VAEResults) else VAEResults.load(model)
-        if output_dimension is not None or settings:
+        if (
+            output_dimension is not None
+            or settings
+            or signal_mask is not None
+            or signal_range is not None
+        ):
             raise ValueError(
-                "output_dimension and training settings cannot be changed when "
-                "reusing a trained model."
+                "output_dimension, signal_mask, signal_range and training settings "
+                "come from the trained model; they cannot be given with model=."
             )
         config = trained.settings
         channels = _reuse_channels(signal, trained)
     else:
         config = VAESettings()
         if output_dimension is not None:
-            settings["latent_dim"] = output_dimension
+            settings["latent_dim"] = (
+                int(output_dimension)
+                if _is_integer(output_dimension)
+                else output_dimension
+            )
         config = config.replace(**settings)
         channels = _channel_selection(signal, signal_mask, signal_range)
 
@@ -324,7 +346,7 @@ def vae_anomalies(
             f"{MIN_TRAIN_PIXELS} are needed."
         )
     cube = SpectrumCube(folded, config.patch_size)
-    net = None if trained is None else trained.model.to(torch_device)
+    net = None if trained is None else copy.deepcopy(trained.model).to(torch_device)
     detection = detect(
         cube,
         train_mask.ravel(),
@@ -366,6 +388,8 @@ def vae_anomalies(
             "reused_model": trained is not None,
         },
     )
+    if signal._lazy:
+        amap = amap.as_lazy()
     results = VAEResults(
         settings=config,
         random_state=seed,
@@ -438,7 +462,7 @@ def pca_anomalies(
     from hyperspy.signals import Signal1D
 
     _check_signal(signal)
-    if not (isinstance(output_dimension, int | np.integer) and output_dimension >= 1):
+    if not (_is_integer(output_dimension) and output_dimension >= 1):
         raise ValueError(
             f"output_dimension must be a positive integer, not {output_dimension!r}."
         )
@@ -510,6 +534,8 @@ def pca_anomalies(
             "version": _version(),
         },
     )
+    if signal._lazy:
+        amap = amap.as_lazy()
     if print_info:
         print(
             f"PCA anomaly detection ({output_dimension} components): "
@@ -543,8 +569,11 @@ def get_anomaly_map(signal):
             signal,
             f"Anomaly map of {signal.metadata.General.title}",
             threshold=results.threshold.get("value", "f1"),
-            fdr=results.threshold.get("fdr", 0.05),
+            fdr=results.threshold.get("fdr") or 0.05,
             method_metadata={"method": "VAE", "package": "hyperspy_vae"},
+        )
+        results.anomaly_map.metadata.set_item(
+            "Anomaly.threshold_method", results.threshold.get("method", "value")
         )
     return results.anomaly_map
 
@@ -569,7 +598,10 @@ def get_vae_model(signal):
     totals = np.clip(folded, 0, None).sum(axis=-1, dtype=np.float64).ravel()
     latent = results.latent_mean.reshape(-1, results.latent_mean.shape[-1])
     shapes = decode(
-        results.model.cpu(), latent, _cpu(), results.settings.inference_batch_size
+        copy.deepcopy(results.model).cpu(),
+        latent,
+        _cpu(),
+        results.settings.inference_batch_size,
     )
     full = np.zeros((*nav_shape, channels.size), dtype=np.float32)
     full[..., channels] = (shapes * totals[:, None]).reshape(*nav_shape, -1)

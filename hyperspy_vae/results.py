@@ -40,7 +40,7 @@ class VAEResults:
         True for pixels excluded from training (as passed by the user).
     scores : dict of numpy.ndarray
         Navigation-shaped scores: ``combined`` (the anomaly map), ``deviance``,
-        ``pearson``, ``shift`` and ``latent``.
+        ``pearson``, ``shift``, ``local`` and ``latent``.
     p_values : dict of numpy.ndarray
         Navigation-shaped null p-values of the combined scores.
     latent_mean, latent_log_var : numpy.ndarray
@@ -220,6 +220,8 @@ class VAEResults:
         from .nn.model import CVAE3D
 
         path = Path(filename)
+        if path.suffix != ".npz" and not path.exists():
+            path = path.with_name(path.name + ".npz")
         try:
             with np.load(path, allow_pickle=False) as f:
                 arrays = {key: f[key] for key in f.files}
@@ -238,8 +240,25 @@ class VAEResults:
                 f"{path} was written by a newer hyperspy_vae (format "
                 f"{meta['format_version']}); upgrade hyperspy_vae to read it."
             )
-        settings = VAESettings.from_dict(meta["settings"])
-        energy = arrays["energy"]
+        try:
+            settings = VAESettings.from_dict(meta["settings"])
+            energy = arrays["energy"]
+            score_names, p_value_names = meta["score_names"], meta["p_value_names"]
+            missing = [
+                key
+                for key in ["channel_mask", "latent_mean", "latent_log_var"]
+                + [f"scores/{n}" for n in score_names]
+                + [f"p_values/{n}" for n in p_value_names]
+                if key not in arrays
+            ]
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"{path} is incomplete: {err!r} is missing.") from err
+        if missing:
+            raise ValueError(f"{path} is incomplete: {missing} missing.")
+        if energy.ndim != 1 or not 8 <= energy.size <= 100_000:
+            raise ValueError(f"{path} has an invalid energy axis.")
+        if max(settings.hidden_channels) > 4096 or settings.latent_dim > 4096:
+            raise ValueError(f"{path} asks for an implausibly large network.")
         model = CVAE3D(
             energy.size,
             settings.latent_dim,
@@ -266,8 +285,8 @@ class VAEResults:
             energy_units=meta["energy_units"],
             channel_mask=arrays["channel_mask"],
             navigation_mask=arrays.get("navigation_mask"),
-            scores={n: arrays[f"scores/{n}"] for n in meta["score_names"]},
-            p_values={n: arrays[f"p_values/{n}"] for n in meta["p_value_names"]},
+            scores={n: arrays[f"scores/{n}"] for n in score_names},
+            p_values={n: arrays[f"p_values/{n}"] for n in p_value_names},
             latent_mean=arrays["latent_mean"],
             latent_log_var=arrays["latent_log_var"],
             history=meta["history"],

@@ -320,12 +320,19 @@ def fdr_threshold(scores, p_values, fdr):
     p = np.sort(np.ravel(p_values))
     n = p.size
     passed = np.nonzero(p <= fdr * np.arange(1, n + 1) / n)[0]
-    if passed.size == 0:
-        return float(np.nextafter(np.max(scores), np.inf))
-    p_cut = p[passed[-1]]
-    # The last rejected pixel has score -log10(p_cut): put the threshold
-    # just below it so that it is flagged with "score > threshold".
-    return float(np.nextafter(-np.log10(p_cut), -np.inf))
+    return _threshold_flagging(scores, 0 if passed.size == 0 else passed[-1] + 1)
+
+
+def _threshold_flagging(scores, k):
+    """A threshold with exactly the ``k`` highest scores above it (ties kept)."""
+    s = np.sort(np.ravel(scores)[np.isfinite(np.ravel(scores))])[::-1]
+    if k <= 0:
+        return float(np.nextafter(s[0], np.inf))
+    if k >= s.size:
+        return float(np.nextafter(s[-1], -np.inf))
+    if s[k - 1] == s[k]:
+        return float(np.nextafter(s[k - 1], -np.inf))
+    return float(0.5 * (s[k - 1] + s[k]))
 
 
 def expected_f1_threshold(scores, p_values, fdr):
@@ -335,8 +342,8 @@ def expected_f1_threshold(scores, p_values, fdr):
     include ``FP(k) = n * p_(k)`` normal pixels (an upper bound: the null is
     taken to hold for every pixel), hence ``TP(k) = k - FP(k)`` anomalous ones.
     The number of anomalous pixels is estimated conservatively as the largest
-    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05. The threshold maximises
-    ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
+    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05. The
+    threshold maximises ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
     pixels than noise would (fewer than 3), it falls back to
     :func:`fdr_threshold` at ``fdr``, so clean data stay clean.
 
@@ -362,8 +369,7 @@ def expected_f1_threshold(scores, p_values, fdr):
     if n_anomalous < 3:
         return fdr_threshold(scores, p_values, fdr)
     f1 = 2.0 * true_positives / (k + n_anomalous)
-    p_cut = p[int(np.argmax(f1))]
-    return float(np.nextafter(-np.log10(p_cut), -np.inf))
+    return _threshold_flagging(scores, int(np.argmax(f1)) + 1)
 
 
 def otsu_threshold(scores):

@@ -66,3 +66,42 @@ def test_reuse_rejects_other_energy_axis(fitted_si):
     other.axes_manager.signal_axes[0].offset += 20.0
     with pytest.raises(ValueError, match="energy axis"):
         other.vae_anomalies(model=s.vae_results, print_info=False)
+
+
+def test_reuse_with_a_gapped_signal_mask_and_load_without_suffix(small_si, tmp_path):
+    s, _ = small_si
+    gap = np.zeros(96, dtype=bool)
+    gap[40:50] = True
+    first = s.vae_anomalies(
+        signal_mask=gap, random_state=0, max_steps=40, eval_every=20, print_info=False
+    )
+    s.vae_results.save(tmp_path / "gapped")
+    loaded = VAEResults.load(tmp_path / "gapped")
+    again = s.deepcopy().vae_anomalies(model=loaded, print_info=False)
+    np.testing.assert_allclose(again.data, first.data, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="model="):
+        s.vae_anomalies(model=loaded, signal_range=(690.0, 720.0), print_info=False)
+
+
+def test_map_does_not_alias_the_results(fitted_si):
+    s, _, amap = fitted_si
+    stored = s.vae_results.scores["combined"].copy()
+    changed = amap.deepcopy()
+    amap.data += 0  # in place on the map the user holds
+    amap.data[0, 0] = -1.0
+    np.testing.assert_array_equal(s.vae_results.scores["combined"], stored)
+    amap.data[0, 0] = stored[0, 0]
+    assert changed.data.shape == stored.shape
+
+
+def test_numpy_scalars_are_accepted(small_si):
+    s, _ = small_si
+    s.vae_anomalies(
+        output_dimension=np.int64(2),
+        fdr=np.float32(0.05),
+        random_state=np.int32(1),
+        max_steps=20,
+        eval_every=10,
+        print_info=False,
+    )
+    assert s.vae_results.settings.latent_dim == 2

@@ -77,10 +77,10 @@ def _to_device(array, device):
     return tensor.to(device, non_blocking=True)
 
 
-def _batch_losses(model, cube, index, device, sample):
+def _batch_losses(model, cube, index, device, sample, mixed_precision=True):
     patches = _to_device(cube.patches(index), device)
     counts = _to_device(cube.centre_counts(index), device)
-    with _autocast(device):
+    with _autocast(device) if mixed_precision else nullcontext():
         logits, mean, log_var = model(patches, sample=sample)
     logits, mean, log_var = logits.float(), mean.float(), log_var.float()
     return (
@@ -102,7 +102,7 @@ def _validation_loss(model, cube, index, settings, device):
     with torch.no_grad():
         for start in range(0, len(index), settings.inference_batch_size):
             chunk = index[start : start + settings.inference_batch_size]
-            deviances.append(_batch_losses(model, cube, chunk, device, False)[1])
+            deviances.append(_batch_losses(model, cube, chunk, device, False, False)[1])
     model.train()
     deviance = torch.cat(deviances)
     return float(deviance[_kept(deviance, settings.trim_fraction)].mean())
@@ -178,7 +178,8 @@ def fit(
     if n_val == 0:
         val_index = fit_index
 
-    with torch.random.fork_rng(devices=[] if device.type != "cuda" else None):
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         log_shape, input_mean, input_std = _data_statistics(cube, fit_index, rng)
         model = CVAE3D(
@@ -328,10 +329,10 @@ def predict(model, cube, index, device, batch_size):
         while start < len(index):
             chunk = index[start : start + batch_size]
             try:
+                # Full precision: scores must not depend on the device.
                 patches = _to_device(cube.patches(chunk), device)
-                with _autocast(device):
-                    mean, log_var = model.encode(patches)
-                    logits = model.decode(mean)
+                mean, log_var = model.encode(patches)
+                logits = model.decode(mean)
                 shape = torch.softmax(logits.double(), dim=-1)
             except torch.cuda.OutOfMemoryError:
                 batch_size = _halve_batch(batch_size, device)

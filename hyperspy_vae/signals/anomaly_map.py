@@ -122,12 +122,16 @@ class AnomalyMapMixin:
 
     def _source_title(self):
         title = self.metadata.General.title
-        prefix = "Anomaly map of "
-        return title[len(prefix) :] if title.startswith(prefix) else title
+        for prefix in ("Anomaly map of ", "PCA anomaly map of "):
+            if title.startswith(prefix):
+                return title[len(prefix) :]
+        return title
 
     @property
     def n_anomalous(self):
         """Number of pixels above the threshold."""
+        if self.threshold is None:
+            raise ValueError("No threshold is set: call set_threshold() first.")
         return int(np.sum(self._scores() > self.threshold))
 
     def plot_histogram(self, ax=None, bins="auto", log=True):
@@ -215,7 +219,7 @@ def make_anomaly_map(
     """
     axes = source.axes_manager._get_navigation_axes_dicts()
     cls = AnomalyMap1D if scores.ndim == 1 else AnomalyMap
-    amap = cls(np.asarray(scores, dtype=np.float64), axes=axes)
+    amap = cls(np.array(scores, dtype=np.float64), axes=axes)
     amap.metadata.General.title = title
     for key, value in (method_metadata or {}).items():
         amap.metadata.set_item(f"Anomaly.{key}", value)
