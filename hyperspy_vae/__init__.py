@@ -1,8 +1,8 @@
 """hyperspy_vae: spectral anomaly detection in EELS spectrum images.
 
 ``import hyperspy_vae`` attaches ``vae_anomalies``, ``pca_anomalies``,
-``get_anomaly_map``, ``get_vae_model``, ``get_vae_latent`` and
-``plot_vae_results`` to HyperSpy's signals (HyperSpy has no registry for
+``get_anomaly_map``, ``get_vae_model``, ``get_vae_latent``,
+``plot_vae_results`` and ``plot_latent_space`` to HyperSpy's signals (HyperSpy has no registry for
 methods on existing classes). Importing is cheap: torch loads only when a
 model is trained or used.
 """

@@ -459,8 +459,6 @@ def pca_anomalies(
     -------
     AnomalyMap or AnomalyMap1D
     """
-    from hyperspy.signals import Signal1D
-
     _check_signal(signal)
     if not (_is_integer(output_dimension) and output_dimension >= 1):
         raise ValueError(
@@ -469,6 +467,56 @@ def pca_anomalies(
     nav_mask = _navigation_mask(navigation_mask, signal)
     _check_threshold(threshold, fdr)
     channels = _channel_selection(signal, signal_mask, signal_range)
+    counts, expected, loadings, train_mask, folded_shape, nav_shape = _pca_fit(
+        signal, output_dimension, nav_mask, channels
+    )
+    expected = np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
+    residual_stats = scoring.residual_statistics(
+        counts[train_mask], expected[train_mask]
+    )
+    raw = scoring.reconstruction_scores(counts, expected, residual_stats)
+    _, _, scores = combine_scores(
+        raw, np.nan_to_num(loadings), train_mask, folded_shape[:3]
+    )
+    title = signal.metadata.General.title
+    amap = make_anomaly_map(
+        scores.reshape(nav_shape),
+        signal,
+        f"PCA anomaly map of {title}",
+        threshold=threshold,
+        fdr=fdr,
+        method_metadata={
+            "method": f"PCA ({output_dimension} components)",
+            "package": "hyperspy_vae",
+            "version": _version(),
+        },
+    )
+    if signal._lazy:
+        amap = amap.as_lazy()
+    if print_info:
+        print(
+            f"PCA anomaly detection ({output_dimension} components): "
+            f"{amap.n_anomalous} anomalous of {scores.size} pixels "
+            f"(threshold {amap.threshold:.3f}, {threshold})"
+        )
+    return amap
+
+
+def _pca_fit(signal, output_dimension, nav_mask, channels):
+    """HyperSpy's Poisson-normalised PCA on a work copy, every pixel rebuilt.
+
+    Returns
+    -------
+    counts, expected : numpy.ndarray
+        ``(n_pixels, n_selected_channels)``.
+    loadings : numpy.ndarray
+        ``(n_pixels, output_dimension)``.
+    train_mask : numpy.ndarray of bool
+        ``(n_pixels,)``: the pixels the PCA was fitted on.
+    folded_shape, nav_shape : tuple of int
+    """
+    from hyperspy.signals import Signal1D
+
     everything = np.ones(channels.size, dtype=bool)
     folded, nav_shape = _folded_counts(signal, everything)
     # A work copy: the user's data and learning_results stay untouched;
@@ -513,36 +561,7 @@ def pca_anomalies(
         )
         expected[~train_mask] = (factors @ coefficients).T
         loadings[~train_mask] = coefficients.T
-    expected = np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
-    residual_stats = scoring.residual_statistics(
-        counts[train_mask], expected[train_mask]
-    )
-    raw = scoring.reconstruction_scores(counts, expected, residual_stats)
-    _, _, scores = combine_scores(
-        raw, np.nan_to_num(loadings), train_mask, folded.shape[:3]
-    )
-    title = signal.metadata.General.title
-    amap = make_anomaly_map(
-        scores.reshape(nav_shape),
-        signal,
-        f"PCA anomaly map of {title}",
-        threshold=threshold,
-        fdr=fdr,
-        method_metadata={
-            "method": f"PCA ({output_dimension} components)",
-            "package": "hyperspy_vae",
-            "version": _version(),
-        },
-    )
-    if signal._lazy:
-        amap = amap.as_lazy()
-    if print_info:
-        print(
-            f"PCA anomaly detection ({output_dimension} components): "
-            f"{amap.n_anomalous} anomalous of {scores.size} pixels "
-            f"(threshold {amap.threshold:.3f}, {threshold})"
-        )
-    return amap
+    return counts, expected, loadings, train_mask, folded.shape, nav_shape
 
 
 # --------------------------------------------------------- results access
@@ -657,6 +676,42 @@ def plot_vae_results(signal, max_latent=4):
     return _plot(signal, _results(signal), get_anomaly_map(signal), max_latent)
 
 
+def plot_latent_space(signal, pca_components=3):
+    """Plot every pixel in the latent space, flagged ones highlighted, beside PCA.
+
+    The VAE's latent means (projected on their first two principal axes
+    when the latent has more than two dimensions) next to the first two
+    loadings of HyperSpy's Poisson-normalised PCA of the same channels (run
+    on a copy), with the pixels the VAE flags in red in both.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A signal on which ``vae_anomalies`` ran.
+    pca_components : int, default 3
+        Number of PCA components (at least 2).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .plot import plot_latent_space as _plot
+
+    results = _results(signal)
+    if not (_is_integer(pca_components) and pca_components >= 2):
+        raise ValueError(
+            f"pca_components must be an integer >= 2, not {pca_components!r}."
+        )
+    nav_mask = results.navigation_mask
+    _, _, loadings, _, _, _ = _pca_fit(
+        signal, pca_components, nav_mask, results.channel_mask
+    )
+    latent = results.latent_mean.reshape(-1, results.latent_mean.shape[-1])
+    amap = get_anomaly_map(signal)
+    flagged = np.ravel(results.scores["combined"] > amap.threshold)
+    return _plot(latent, np.nan_to_num(loadings), flagged, pca_components)
+
+
 # ------------------------------------------------------------ attachment
 class VAEDecomposition:
     """Mixin of the signal methods that ``import hyperspy_vae`` attaches."""
@@ -667,6 +722,7 @@ class VAEDecomposition:
     get_vae_model = get_vae_model
     get_vae_latent = get_vae_latent
     plot_vae_results = plot_vae_results
+    plot_latent_space = plot_latent_space
 
 
 _PUBLIC = (
@@ -676,6 +732,7 @@ _PUBLIC = (
     "get_vae_model",
     "get_vae_latent",
     "plot_vae_results",
+    "plot_latent_space",
 )
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-__all__ = ["plot_vae_results", "compare"]
+__all__ = ["plot_vae_results", "plot_latent_space", "compare"]
 
 
 def _first_map(values):
@@ -167,4 +167,61 @@ def compare(maps, truth=None, titles=None):
         ax.set_title(f"{title}\n{int(mask.sum())} flagged", fontsize="medium")
     if im is not None:
         fig.colorbar(im, ax=axes, label="score (-log10 p)", shrink=0.8)
+    return fig
+
+
+def _two_dimensional(points):
+    """The first two principal axes of ``points`` (``(n, d)``), and a label."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[1] <= 2:
+        if points.shape[1] == 1:
+            points = np.column_stack([points[:, 0], np.zeros(len(points))])
+        return points, ("dimension 0", "dimension 1")
+    centred = points - points.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T, ("projection 1", "projection 2")
+
+
+def _scatter(ax, points, flagged, title):
+    xy, labels = _two_dimensional(points)
+    ax.scatter(*xy[~flagged].T, s=3, color="0.6", alpha=0.5, label="normal")
+    ax.scatter(*xy[flagged].T, s=8, color="C3", label=f"flagged ({flagged.sum()})")
+    ax.set_xlabel(labels[0])
+    ax.set_ylabel(labels[1])
+    ax.set_title(title, fontsize="medium")
+    ax.legend(fontsize="small", markerscale=2)
+
+
+def plot_latent_space(latent, pca_loadings, flagged, pca_components):
+    """Every pixel in the VAE latent space beside PCA's first two loadings.
+
+    Parameters
+    ----------
+    latent : numpy.ndarray
+        ``(n_pixels, latent_dim)`` posterior means (projected on their first
+        two principal axes when there are more than two).
+    pca_loadings : numpy.ndarray
+        ``(n_pixels, k)`` PCA loadings.
+    flagged : numpy.ndarray of bool
+        ``(n_pixels,)`` pixels flagged by the VAE.
+    pca_components : int
+        Number of PCA components (for the title).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_vae, ax_pca) = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained")
+    _scatter(ax_vae, latent, flagged, "VAE latent space")
+    _scatter(
+        ax_pca,
+        pca_loadings[:, :2],
+        flagged,
+        f"PCA loadings ({pca_components} components)",
+    )
+    ax_pca.set_xlabel("loading 1")
+    ax_pca.set_ylabel("loading 2")
+    fig.suptitle("Pixels flagged by the VAE, in the VAE's and PCA's spaces")
     return fig

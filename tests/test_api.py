@@ -236,6 +236,11 @@ def test_plot_returns_figure(fitted_si):
     assert isinstance(fig, matplotlib.figure.Figure)
     ax = amap.plot_histogram()
     assert ax.get_xlabel().startswith("Anomaly score")
+    fig = s.plot_latent_space(pca_components=3)
+    vae_ax, pca_ax = fig.axes
+    assert pca_ax.get_xlabel() == "loading 1"
+    flagged = vae_ax.collections[1].get_offsets()
+    assert len(flagged) == amap.n_anomalous
 
 
 def test_lazy_signal_gives_same_map(small_si):
