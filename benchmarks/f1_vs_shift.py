@@ -68,16 +68,22 @@ def reference_mask(truth):
     return mask
 
 
-def rpca_scores(s, k=3):
-    """Sparse-part norm per pixel from HyperSpy's RPCA, and its -log10 p."""
+def rpca_scores(s, k=3, lambda1=1.0):
+    """Sparse-part energy per pixel from HyperSpy's RPCA, and its -log10 p.
+
+    The counts are variance-stabilised first (Anscombe: unit noise), so that
+    ``lambda1 = 1`` soft-thresholds the sparse part at the noise level;
+    HyperSpy's Poisson normalisation with the default ``lambda1`` leaves the
+    sparse part empty on these data.
+    """
     work = hs.signals.Signal1D(
-        np.clip(s.data, 0, None).astype(np.float64),
+        2.0 * np.sqrt(np.clip(s.data, 0, None).astype(np.float64) + 0.375),
         axes=s.axes_manager._get_axes_dicts(),
     )
     _, sparse = work.decomposition(
         algorithm="RPCA",
         output_dimension=k,
-        normalize_poissonian_noise=True,
+        lambda1=lambda1,
         return_info=True,
         print_info=False,
     )
@@ -85,7 +91,7 @@ def rpca_scores(s, k=3):
     sparse = np.asarray(sparse)
     if sparse.shape[0] != n_pixels:
         sparse = sparse.T
-    raw = np.sqrt(np.sum(sparse**2, axis=1))
+    raw = np.sum(sparse**2, axis=1)
     p = scoring.null_p_values(raw, np.ones(n_pixels, bool), "upper")
     return -np.log10(p), p
 
@@ -282,6 +288,9 @@ def plot(table, path):
             )
             ax.plot(x, y, label=method, **style)
         ax.set_xscale("log")
+        shifts = sorted({t["shift"] for t in shift_rows})
+        ax.set_xticks(shifts, [f"{v:g}" for v in shifts])
+        ax.minorticks_off()
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("Edge shift (eV)")
         ax.set_ylabel("F1 (automatic threshold)")
@@ -310,6 +319,14 @@ def main(argv=None):
         "--other-anomalies", nargs="*", default=["peak", "missing_edge"]
     )
     parser.add_argument("--name", default=None, help="output file stem")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="JSON results of earlier runs to include (their rows for methods "
+        "not run now)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.size, args.shifts, args.fractions = 32, [0.5, 2.0], [0.05]
@@ -318,6 +335,10 @@ def main(argv=None):
     name = args.name or ("f1_vs_shift_quick" if args.quick else "f1_vs_shift")
     RESULTS.mkdir(exist_ok=True)
     rows = run(args)
+    for path in args.merge:
+        rows += [
+            r for r in json.loads(path.read_text()) if r["method"] not in args.methods
+        ]
     table = summarise(rows)
     (RESULTS / f"{name}.json").write_text(json.dumps(rows, indent=1))
     command = "python benchmarks/f1_vs_shift.py " + " ".join(argv or [])

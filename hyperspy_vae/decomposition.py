@@ -535,14 +535,19 @@ def _pca_fit(signal, output_dimension, nav_mask, channels):
             f"{output_dimension} channels; {int(channels.sum())} are selected."
         )
     full = np.clip(folded.reshape(*nav_shape, channels.size), 0, None)
+    if not full[..., channels].any():
+        raise ValueError("Every count in the selected channels is zero: no PCA.")
     work = Signal1D(full, axes=signal.axes_manager._get_axes_dicts())
-    work.decomposition(
-        normalize_poissonian_noise=True,
-        output_dimension=output_dimension,
-        navigation_mask=None if nav_mask is None else nav_mask.T,
-        signal_mask=None if channels.all() else ~channels,
-        print_info=False,
-    )
+    try:
+        work.decomposition(
+            normalize_poissonian_noise=True,
+            output_dimension=output_dimension,
+            navigation_mask=None if nav_mask is None else nav_mask.T,
+            signal_mask=None if channels.all() else ~channels,
+            print_info=False,
+        )
+    except (ValueError, np.linalg.LinAlgError) as err:
+        raise ValueError(f"HyperSpy's PCA failed on these data: {err}") from err
     expected = work.get_decomposition_model(output_dimension).data[..., channels]
     counts = full[..., channels].reshape(-1, int(channels.sum()))
     expected = np.asarray(expected, dtype=np.float64).reshape(counts.shape)
