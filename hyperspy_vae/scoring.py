@@ -342,8 +342,9 @@ def expected_f1_threshold(scores, p_values, fdr):
     include ``FP(k) = n * p_(k)`` normal pixels (an upper bound: the null is
     taken to hold for every pixel), hence ``TP(k) = k - FP(k)`` anomalous ones.
     The number of anomalous pixels is estimated conservatively as the largest
-    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05. The
-    threshold maximises ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
+    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05 (see
+    :func:`excess_discoveries`). The threshold maximises
+    ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
     pixels than noise would (fewer than 3), it falls back to
     :func:`fdr_threshold` at ``fdr``, so clean data stay clean.
 
