@@ -681,6 +681,57 @@ def plot_vae_results(signal, max_latent=4):
     return _plot(signal, _results(signal), get_anomaly_map(signal), max_latent)
 
 
+def plot_vae_loss(signal, ax=None):
+    """Plot the training and held-out loss against training step.
+
+    Like HyperSpy's scree plot for PCA: it shows whether training converged
+    (and, with the robust refit, both fits).
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal1D
+        A signal on which ``vae_anomalies`` ran.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; a new figure is made if None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+
+    results = _results(signal)
+    history = results.history
+    n_channels = results.energy.size
+    if not history.get("step"):
+        raise ValueError("These results have no training history (a reused model).")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 3.5), layout="constrained")
+    fits = [("first fit", history["first_fit"])] if "first_fit" in history else []
+    fits.append(("final fit" if fits else "fit", history))
+    for i, (name, h) in enumerate(fits):
+        n = n_channels
+        ax.plot(
+            h["step"],
+            np.array(h["train_loss"]) / n,
+            color=f"C{i}",
+            ls="--",
+            label=f"{name}: training",
+        )
+        ax.plot(
+            h["step"],
+            np.array(h["validation_loss"]) / n,
+            color=f"C{i}",
+            label=f"{name}: held out",
+        )
+    ax.axhline(1.0, color="0.5", lw=0.8, label="Poisson noise floor")
+    ax.set_xlabel("Training step")
+    ax.set_ylabel("Deviance per channel")
+    ax.set_title(f"VAE training of {signal.metadata.General.title}", fontsize="medium")
+    ax.legend(fontsize="small")
+    return ax
+
+
 def plot_latent_space(signal, pca_components=3):
     """Plot every pixel in the latent space, flagged ones highlighted, beside PCA.
 
@@ -728,6 +779,7 @@ class VAEDecomposition:
     get_vae_latent = get_vae_latent
     plot_vae_results = plot_vae_results
     plot_latent_space = plot_latent_space
+    plot_vae_loss = plot_vae_loss
 
 
 _PUBLIC = (
@@ -738,6 +790,7 @@ _PUBLIC = (
     "get_vae_latent",
     "plot_vae_results",
     "plot_latent_space",
+    "plot_vae_loss",
 )
 
 

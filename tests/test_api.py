@@ -271,3 +271,25 @@ def test_summary_follows_threshold_changes(fitted_si):
     amap.set_threshold(contamination=0.25)
     assert "contamination" in s.vae_results.summary()
     amap.set_threshold("fdr", fdr=0.05)
+
+
+def test_plot_vae_loss(fitted_si):
+    s, _, _ = fitted_si
+    ax = s.plot_vae_loss()
+    assert ax.get_ylabel() == "Deviance per channel"
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "final fit: held out" in labels and "first fit: training" in labels
+
+
+def test_get_regions_labels_connected_pixels():
+    data = np.zeros((8, 10))
+    data[1:3, 1:4] = 5.0  # 6 pixels
+    data[6, 8] = 9.0  # 1 pixel
+    amap = AnomalyMap(data)
+    amap.axes_manager.signal_axes[0].scale = 2.0  # x in nm
+    amap.set_threshold(1.0)
+    regions = amap.get_regions()
+    assert [r["size"] for r in regions] == [6, 1]
+    assert regions[0]["centroid"] == pytest.approx((4.0, 1.5))
+    assert regions[1]["centroid"] == pytest.approx((16.0, 6.0))
+    assert regions[1]["mean_score"] == 9.0

@@ -127,6 +127,54 @@ class AnomalyMapMixin:
                 return title[len(prefix) :]
         return title
 
+    def get_regions(self):
+        """Connected regions of anomalous pixels, largest first.
+
+        Pixels above the threshold are grouped with their edge neighbours
+        (``scipy.ndimage.label``) in each map (line scans: runs of pixels).
+
+        Returns
+        -------
+        list of dict
+            One per region: ``label`` (1, 2, ...), ``size`` (pixels),
+            ``centroid`` (calibrated navigation coordinates, in the map's
+            signal-axis order, x first) and ``mean_score``. With extra
+            navigation axes, ``index`` gives the map the region is in.
+        """
+        from scipy import ndimage
+
+        if self.threshold is None:
+            raise ValueError("No threshold is set: call set_threshold() first.")
+        scores = self._scores()
+        n_axes = len(self.axes_manager.signal_axes)
+        maps = scores.reshape(-1, *scores.shape[-n_axes:])
+        axes = self.axes_manager.signal_axes  # x first; array order is reversed
+        regions = []
+        for map_index, values in enumerate(maps):
+            labels, n = ndimage.label(values > self.threshold)
+            for label in range(1, n + 1):
+                inside = labels == label
+                centre = ndimage.center_of_mass(inside)  # array order
+                centroid = tuple(
+                    float(axis.index2value(0) + axis.scale * c)
+                    if axis.is_uniform
+                    else float(np.interp(c, np.arange(axis.size), axis.axis))
+                    for axis, c in zip(axes, centre[::-1], strict=True)
+                )
+                region = {
+                    "label": len(regions) + 1,
+                    "size": int(inside.sum()),
+                    "centroid": centroid,
+                    "mean_score": float(values[inside].mean()),
+                }
+                if len(maps) > 1:
+                    region["index"] = int(map_index)
+                regions.append(region)
+        regions.sort(key=lambda r: -r["size"])
+        for i, region in enumerate(regions, start=1):
+            region["label"] = i
+        return regions
+
     @property
     def n_anomalous(self):
         """Number of pixels above the threshold."""
