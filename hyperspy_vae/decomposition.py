@@ -12,11 +12,12 @@ import numbers
 import numpy as np
 
 from . import scoring
+from ._version import __version__
 from .cube import SpectrumCube
 from .detector import combine_scores, detect
 from .results import VAEResults
 from .settings import VAESettings
-from .signals.anomaly_map import make_anomaly_map
+from .signals.anomaly_map import check_threshold, make_anomaly_map
 
 __all__ = ["VAEDecomposition", "vae_anomalies", "pca_anomalies", "attach_methods"]
 
@@ -146,22 +147,6 @@ def _folded_counts(signal, channels):
     return folded, nav_shape
 
 
-def _check_threshold(threshold, fdr):
-    if not (_is_real(fdr) and 0 < fdr < 1):
-        raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
-    if isinstance(threshold, str):
-        if threshold not in ("f1", "fdr", "otsu"):
-            raise ValueError(
-                f"Unknown threshold {threshold!r}: use 'f1', 'fdr', 'otsu' or a number."
-            )
-    elif not (
-        isinstance(threshold, int | float | np.number) and np.isfinite(threshold)
-    ):
-        raise ValueError(
-            f"threshold must be 'f1', 'fdr', 'otsu' or a finite number, not {threshold!r}."
-        )
-
-
 def _seed(random_state):
     if random_state is None:
         return int(np.random.default_rng().integers(2**31 - 1))
@@ -210,10 +195,6 @@ def _reuse_channels(signal, results):
 
 def _is_integer(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 # ------------------------------------------------------------------ methods
@@ -305,7 +286,7 @@ def vae_anomalies(
 
     _check_signal(signal)
     nav_mask = _navigation_mask(navigation_mask, signal)
-    _check_threshold(threshold, fdr)
+    check_threshold(threshold, fdr)
     if not 0 <= refit_fraction < 1:
         raise ValueError(f"refit_fraction must be in [0, 1), not {refit_fraction}.")
     torch_device = resolve_device(device)
@@ -378,7 +359,7 @@ def vae_anomalies(
         method_metadata={
             "method": "VAE",
             "package": "hyperspy_vae",
-            "version": _version(),
+            "version": __version__,
             "random_state": seed,
             "settings": config.to_dict(),
             "signal_range": [
@@ -403,7 +384,11 @@ def vae_anomalies(
         latent_mean=nav(detection.latent_mean),
         latent_log_var=nav(detection.latent_log_var),
         history=history,
-        threshold={"value": amap.threshold, "method": str(threshold), "fdr": fdr},
+        threshold={
+            "value": amap.threshold,
+            "method": amap.metadata.Anomaly.threshold_method,
+            "fdr": fdr,
+        },
         device=str(torch_device),
     )
     results.anomaly_map = amap
@@ -411,12 +396,6 @@ def vae_anomalies(
     if print_info:
         print(results.summary())
     return amap
-
-
-def _version():
-    from ._version import __version__
-
-    return __version__
 
 
 def pca_anomalies(
@@ -465,7 +444,7 @@ def pca_anomalies(
             f"output_dimension must be a positive integer, not {output_dimension!r}."
         )
     nav_mask = _navigation_mask(navigation_mask, signal)
-    _check_threshold(threshold, fdr)
+    check_threshold(threshold, fdr)
     channels = _channel_selection(signal, signal_mask, signal_range)
     counts, expected, loadings, train_mask, folded_shape, nav_shape = _pca_fit(
         signal, output_dimension, nav_mask, channels
@@ -488,7 +467,7 @@ def pca_anomalies(
         method_metadata={
             "method": f"PCA ({output_dimension} components)",
             "package": "hyperspy_vae",
-            "version": _version(),
+            "version": __version__,
         },
     )
     if signal._lazy:
@@ -624,7 +603,7 @@ def get_vae_model(signal):
     shapes = decode(
         copy.deepcopy(results.model).cpu(),
         latent,
-        _cpu(),
+        _cpu_device(),
         results.settings.inference_batch_size,
     )
     full = np.zeros((*nav_shape, channels.size), dtype=np.float32)
@@ -636,7 +615,7 @@ def get_vae_model(signal):
     return model
 
 
-def _cpu():
+def _cpu_device():
     import torch
 
     return torch.device("cpu")
@@ -710,17 +689,16 @@ def plot_vae_loss(signal, ax=None):
     fits = [("first fit", history["first_fit"])] if "first_fit" in history else []
     fits.append(("final fit" if fits else "fit", history))
     for i, (name, h) in enumerate(fits):
-        n = n_channels
         ax.plot(
             h["step"],
-            np.array(h["train_loss"]) / n,
+            np.array(h["train_loss"]) / n_channels,
             color=f"C{i}",
             ls="--",
             label=f"{name}: training",
         )
         ax.plot(
             h["step"],
-            np.array(h["validation_loss"]) / n,
+            np.array(h["validation_loss"]) / n_channels,
             color=f"C{i}",
             label=f"{name}: held out",
         )

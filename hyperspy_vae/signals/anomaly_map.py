@@ -1,5 +1,7 @@
 """Anomaly-map signals: per-pixel anomaly scores with a threshold."""
 
+import numbers
+
 import numpy as np
 from hyperspy.signals import LazySignal1D, LazySignal2D, Signal1D, Signal2D
 
@@ -8,6 +10,35 @@ from .. import scoring
 __all__ = ["AnomalyMap", "AnomalyMap1D", "LazyAnomalyMap", "LazyAnomalyMap1D"]
 
 _DEFAULT_FDR = 0.05
+THRESHOLD_RULES = ("f1", "fdr", "otsu")
+
+
+def check_threshold(threshold, fdr):
+    """Raise ``ValueError`` unless ``threshold`` and ``fdr`` are valid.
+
+    Parameters
+    ----------
+    threshold : {"f1", "fdr", "otsu"} or float
+        A threshold rule or a finite score.
+    fdr : float
+        A false-discovery rate in (0, 1).
+    """
+    real = isinstance(fdr, numbers.Real) and not isinstance(fdr, bool)
+    if not (real and 0 < fdr < 1):
+        raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+    if isinstance(threshold, str):
+        if threshold not in THRESHOLD_RULES:
+            raise ValueError(
+                f"Unknown threshold {threshold!r}: use 'f1', 'fdr', 'otsu' or a number."
+            )
+    elif not (
+        isinstance(threshold, numbers.Real)
+        and not isinstance(threshold, bool)
+        and np.isfinite(threshold)
+    ):
+        raise ValueError(
+            f"threshold must be 'f1', 'fdr', 'otsu' or a finite number, not {threshold!r}."
+        )
 
 
 class AnomalyMapMixin:
@@ -58,39 +89,27 @@ class AnomalyMapMixin:
         >>> amap.set_threshold("fdr", fdr=0.01)  # doctest: +SKIP
         >>> amap.set_threshold(contamination=0.02)  # doctest: +SKIP
         """
-        scores = self._scores()
         if fdr is None:
             fdr = self.metadata.get_item("Anomaly.fdr", _DEFAULT_FDR)
-        if not 0 < fdr < 1:
-            raise ValueError(f"fdr must be in (0, 1), not {fdr}.")
+        if contamination is not None and threshold not in ("f1", None):
+            raise ValueError("Give either a threshold or a contamination, not both.")
+        check_threshold("f1" if threshold is None else threshold, fdr)
+        scores = self._scores()
         if contamination is not None:
-            if threshold not in ("f1", None):
-                raise ValueError(
-                    "Give either a threshold or a contamination, not both."
-                )
             value = scoring.contamination_threshold(scores, contamination)
             method = "contamination"
-        elif isinstance(threshold, str):
-            if threshold == "f1":
-                value = scoring.expected_f1_threshold(scores, 10.0**-scores, fdr)
-            elif threshold == "fdr":
-                value = scoring.fdr_threshold(scores, 10.0**-scores, fdr)
-            elif threshold == "otsu":
-                value = scoring.otsu_threshold(scores)
-            else:
-                raise ValueError(
-                    f"Unknown threshold {threshold!r}: use 'f1', 'fdr', 'otsu' or "
-                    "a number."
-                )
+        elif threshold == "f1":
+            value = scoring.expected_f1_threshold(scores, 10.0**-scores, fdr)
             method = threshold
-        elif isinstance(threshold, int | float | np.number) and np.isfinite(threshold):
+        elif threshold == "fdr":
+            value = scoring.fdr_threshold(scores, 10.0**-scores, fdr)
+            method = threshold
+        elif threshold == "otsu":
+            value = scoring.otsu_threshold(scores)
+            method = threshold
+        else:
             value = float(threshold)
             method = "value"
-        else:
-            raise ValueError(
-                f"threshold must be 'f1', 'fdr', 'otsu' or a finite number, not "
-                f"{threshold!r}."
-            )
         self.metadata.set_item("Anomaly.threshold", float(value))
         self.metadata.set_item("Anomaly.threshold_method", method)
         self.metadata.set_item("Anomaly.fdr", float(fdr))
