@@ -13,7 +13,7 @@ import numpy as np
 
 from . import scoring
 from ._version import __version__
-from .cube import SpectrumCube
+from .cube import SpectrumCube, input_binning
 from .detector import combine_scores, detect
 from .results import VAEResults
 from .settings import VAESettings
@@ -326,7 +326,11 @@ def vae_anomalies(
             f"Only {n_train} pixels are available for training; at least "
             f"{MIN_TRAIN_PIXELS} are needed."
         )
-    cube = SpectrumCube(folded, config.patch_size)
+    cube = SpectrumCube(
+        folded,
+        config.patch_size,
+        input_binning(folded.shape[-1], config.max_encoder_channels),
+    )
     net = None if trained is None else copy.deepcopy(trained.model).to(torch_device)
     detection = detect(
         cube,

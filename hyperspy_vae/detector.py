@@ -44,7 +44,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0):
     latent_mean, latent_log_var : numpy.ndarray
         ``(n_pixels, latent_dim)``.
     """
-    from .nn.train import predict
+    from .nn.train import predict, to_device
 
     n = cube.n_pixels
     totals = cube.totals.ravel()
@@ -54,7 +54,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0):
     counts, expected = [], []
     for index, _, _, shape in predict(model, cube, sample, device, batch_size):
         counts.append(cube.centre_counts(index))
-        expected.append(shape * totals[index, None])
+        expected.append(shape.double().cpu().numpy() * totals[index, None])
     residual_stats = scoring.residual_statistics(
         np.concatenate(counts), np.concatenate(expected)
     )
@@ -65,13 +65,14 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0):
     for index, mean, log_var, shape in predict(
         model, cube, np.arange(n), device, batch_size
     ):
-        expected = shape * totals[index, None]
+        expected = shape * to_device(totals[index], device)[:, None]
+        batch_counts = to_device(cube.centre_counts(index), device)
         for name, values in scoring.reconstruction_scores(
-            cube.centre_counts(index), expected, residual_stats
+            batch_counts, expected, residual_stats
         ).items():
             raw[name][index] = values
-        latent_mean[index] = mean
-        latent_log_var[index] = log_var
+        latent_mean[index] = mean.cpu().numpy()
+        latent_log_var[index] = log_var.cpu().numpy()
     return raw, latent_mean, latent_log_var
 
 

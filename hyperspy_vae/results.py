@@ -1,6 +1,7 @@
 """VAEResults: what a ``vae_anomalies`` run leaves behind; save and load."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from .settings import VAESettings
 __all__ = ["VAEResults"]
 
 _FORMAT = "hyperspy_vae.VAEResults"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
 
 
 class VAEResults:
@@ -217,6 +218,7 @@ class VAEResults:
         -------
         VAEResults
         """
+        from .cube import input_binning
         from .nn.model import CVAE3D
 
         path = Path(filename)
@@ -235,6 +237,12 @@ class VAEResults:
         meta = json.loads(str(arrays["metadata_json"]))
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a hyperspy_vae results file.")
+        if meta.get("format_version", 0) < _FORMAT_VERSION:
+            raise ValueError(
+                f"{path} holds a network of an older hyperspy_vae "
+                f"({meta.get('version')}, format {meta.get('format_version')}) "
+                "that this version cannot run; train the model again."
+            )
         if meta.get("format_version", 0) > _FORMAT_VERSION:
             raise ValueError(
                 f"{path} was written by a newer hyperspy_vae (format "
@@ -264,6 +272,9 @@ class VAEResults:
             settings.latent_dim,
             settings.patch_size,
             settings.hidden_channels,
+            math.ceil(
+                energy.size / input_binning(energy.size, settings.max_encoder_channels)
+            ),
         )
         state = {
             key[len("weights/") :]: _tensor(value)

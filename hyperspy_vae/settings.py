@@ -52,6 +52,10 @@ class VAESettings:
         loss: robust training, so rare anomalies do not shape the model.
     max_train_pixels : int, default 20000
         Train on a random subset of at most this many pixels.
+    max_encoder_channels : int, default 384
+        Most energy channels the encoder sees: longer spectra are binned in
+        energy at the encoder's input only (the reconstruction and the scores
+        keep every channel), so the cost grows slowly with spectrum length.
     inference_batch_size : int, default 1024
         Patches per batch when scoring every pixel.
     """
@@ -69,6 +73,7 @@ class VAESettings:
     validation_fraction: float = 0.1
     trim_fraction: float = 0.1
     max_train_pixels: int = 20000
+    max_encoder_channels: int = 384
     inference_batch_size: int = 1024
 
     def __post_init__(self):
@@ -86,6 +91,7 @@ class VAESettings:
             "patience",
             "kl_warmup_steps",
             "max_train_pixels",
+            "max_encoder_channels",
             "inference_batch_size",
         ):
             value = getattr(self, name)

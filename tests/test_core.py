@@ -128,3 +128,37 @@ def test_expected_f1_threshold_adapts_and_falls_back():
     # No signal: the fallback flags (almost) nothing.
     scores = -np.log10(null)
     assert (scores > scoring.expected_f1_threshold(scores, null, 0.05)).sum() <= 1
+
+
+def test_encoder_input_binned_for_long_spectra_while_output_keeps_every_channel():
+    from hyperspy_vae.cube import SpectrumCube, input_binning
+
+    assert input_binning(320, 384) == 1 and input_binning(1312, 384) == 4
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(20.0, (1, 6, 5, 1310)).astype(np.float32)
+    cube = SpectrumCube(counts, 3, input_binning(1310, 384))
+    assert cube.n_input_channels == 328
+    patches = cube.patches(np.array([0, 29]))
+    assert patches.shape == (2, 3, 3, 328)
+    # The corner patch repeats the edge pixels; bins are means of 4 channels.
+    expected = np.sqrt(counts[0, 0, 0, :4].mean() * cube.scale[0, 0, 0])
+    assert patches[0, 0, 0, 0] == pytest.approx(expected, rel=1e-5)
+    model = CVAE3D(1310, 2, 3, (4, 8, 8), n_input_channels=328)
+    logits, _, _ = model(torch.from_numpy(patches))
+    assert logits.shape == (2, 1310)
+
+
+def test_local_score_filters_match_scipy_gaussian_filters():
+    from scipy import ndimage
+
+    x = np.random.default_rng(1).standard_normal((20, 150))
+    expected = np.max(
+        [
+            np.abs(ndimage.gaussian_filter1d(x, w, axis=-1, mode="constant")).max(-1)
+            / np.sqrt(np.sum(scoring._gaussian(w) ** 2))
+            for w in scoring.LOCAL_WIDTHS
+        ],
+        axis=0,
+    )
+    got = scoring._largest_smoothed(torch.from_numpy(x).float()).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -185,8 +185,13 @@ def test_results_file_of_newer_version_refused(tiny_si, tmp_path):
     np.savez(tmp_path / "newer.npz", **arrays)
     with pytest.raises(ValueError, match="newer hyperspy_vae"):
         VAEResults.load(tmp_path / "newer.npz")
-    arrays["weights/output_bias"] = np.zeros(7, dtype=np.float32)
     meta["format_version"] = 1
+    arrays["metadata_json"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "older.npz", **arrays)
+    with pytest.raises(ValueError, match="older hyperspy_vae"):
+        VAEResults.load(tmp_path / "older.npz")
+    arrays["weights/output_bias"] = np.zeros(7, dtype=np.float32)
+    meta["format_version"] = 2
     arrays["metadata_json"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "mismatch.npz", **arrays)
     with pytest.raises(ValueError, match="do not match"):

@@ -11,24 +11,33 @@ __all__ = ["CVAE3D"]
 class CVAE3D(nn.Module):
     """3D convolutional VAE for spectrum-image patches.
 
-    The input is a patch of ``k x k`` pixels by ``n_channels`` energy channels,
-    seen as a one-channel Conv3d volume ``(batch, 1, k, k, n_channels)``. The
-    first Conv3d layer spans the whole patch spatially, so the spatial
-    neighbourhood informs the encoding; the next ones convolve along energy.
-    The decoder returns the centre pixel's spectrum as logits over the energy
+    The input is a patch of ``k x k`` pixels by ``n_input_channels`` energy
+    channels. The first convolution spans the whole patch spatially and 7
+    channels in energy, so the spatial neighbourhood informs the encoding; the
+    next ones convolve along energy. A 3D convolution whose kernel covers the
+    whole patch is the same operation as a 1D convolution over energy with
+    the ``k x k`` pixels as input channels, which is how it is computed (two
+    to three times faster on a CPU). The decoder, a small perceptron, returns
+    the centre pixel's spectrum as logits over the ``n_channels`` energy
     channels (a softmax of them is the spectral shape; the pixel's total
     counts set the scale).
 
     Parameters
     ----------
     n_channels : int
-        Number of energy channels.
+        Number of energy channels of the reconstruction.
     latent_dim : int
         Size of the latent space.
     patch_size : int
         Side ``k`` of the square pixel patch (odd).
     hidden_channels : tuple of int
-        Feature channels of the three encoder (and decoder) stages.
+        Feature channels of the three encoder stages; the decoder's two
+        hidden layers have ``4 * hidden_channels[2]`` and
+        ``8 * hidden_channels[2]`` units.
+    n_input_channels : int, optional
+        Number of energy channels the encoder sees (fewer than
+        ``n_channels`` when the input is binned in energy; see
+        :class:`hyperspy_vae.cube.SpectrumCube`). Default ``n_channels``.
     log_mean_spectrum : torch.Tensor, optional
         Log of the mean spectral shape; initialises the output bias so that
         the network learns only the deviations from it.
@@ -44,45 +53,48 @@ class CVAE3D(nn.Module):
         latent_dim,
         patch_size=3,
         hidden_channels=(16, 32, 32),
+        n_input_channels=None,
         log_mean_spectrum=None,
         input_mean=None,
         input_std=None,
     ):
         super().__init__()
         c1, c2, c3 = hidden_channels
-        k = patch_size
+        n_in = n_channels if n_input_channels is None else n_input_channels
         self.n_channels = n_channels
+        self.n_input_channels = n_in
         self.latent_dim = latent_dim
+        self.patch_size = patch_size
         self.encoder = nn.Sequential(
-            nn.Conv3d(1, c1, (k, k, 7), stride=(1, 1, 2), padding=(0, 0, 3)),
+            nn.Conv1d(patch_size**2, c1, 7, stride=2, padding=3),
             nn.SiLU(),
-            nn.Conv3d(c1, c2, (1, 1, 5), stride=(1, 1, 2), padding=(0, 0, 2)),
+            nn.Conv1d(c1, c2, 5, stride=2, padding=2),
             nn.SiLU(),
-            nn.Conv3d(c2, c3, (1, 1, 5), stride=(1, 1, 2), padding=(0, 0, 2)),
+            nn.Conv1d(c2, c3, 5, stride=2, padding=2),
             nn.SiLU(),
             nn.Flatten(),
         )
-        reduced = n_channels
+        reduced = n_in
         for _ in range(3):
             reduced = math.ceil(reduced / 2)
-        self._reduced = reduced
-        self._c3 = c3
         self.to_latent = nn.Linear(c3 * reduced, 2 * latent_dim)
-        self.from_latent = nn.Sequential(nn.Linear(latent_dim, c3 * reduced), nn.SiLU())
-        up = dict(kernel_size=(1, 1, 4), stride=(1, 1, 2), padding=(0, 0, 1))
+        last = nn.Linear(8 * c3, n_channels)
+        # Zero output weights: training starts from the mean spectrum.
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
         self.decoder = nn.Sequential(
-            nn.ConvTranspose3d(c3, c2, **up),
+            nn.Linear(latent_dim, 4 * c3),
             nn.SiLU(),
-            nn.ConvTranspose3d(c2, c1, **up),
+            nn.Linear(4 * c3, 8 * c3),
             nn.SiLU(),
-            nn.ConvTranspose3d(c1, 1, **up),
+            last,
         )
         bias = torch.zeros(n_channels)
         if log_mean_spectrum is not None:
             bias = torch.as_tensor(log_mean_spectrum, dtype=torch.float32).clone()
         self.output_bias = nn.Parameter(bias)
-        mean = torch.zeros(n_channels) if input_mean is None else input_mean
-        std = torch.ones(n_channels) if input_std is None else input_std
+        mean = torch.zeros(n_in) if input_mean is None else input_mean
+        std = torch.ones(n_in) if input_std is None else input_std
         self.register_buffer("input_mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("input_std", torch.as_tensor(std, dtype=torch.float32))
 
@@ -92,24 +104,23 @@ class CVAE3D(nn.Module):
         Parameters
         ----------
         patches : torch.Tensor
-            Shape ``(batch, k, k, n_channels)``.
+            Shape ``(batch, k, k, n_input_channels)`` or
+            ``(batch, k * k, n_input_channels)``.
 
         Returns
         -------
         mean, log_var : torch.Tensor
             Each of shape ``(batch, latent_dim)``.
         """
+        x = patches.reshape(len(patches), self.patch_size**2, self.n_input_channels)
         # Clamped: one extreme channel (a spike) cannot swamp the encoding.
-        x = ((patches - self.input_mean) / self.input_std).clamp(-10.0, 10.0)
-        h = self.encoder(x.unsqueeze(1))
-        mean, log_var = self.to_latent(h).chunk(2, dim=-1)
+        x = ((x - self.input_mean) / self.input_std).clamp(-10.0, 10.0)
+        mean, log_var = self.to_latent(self.encoder(x)).chunk(2, dim=-1)
         return mean, log_var.clamp(-12.0, 8.0)
 
     def decode(self, z):
         """Return the logits over energy channels for latent points ``z``."""
-        h = self.from_latent(z).view(-1, self._c3, 1, 1, self._reduced)
-        logits = self.decoder(h).flatten(1)[:, : self.n_channels]
-        return logits + self.output_bias
+        return self.decoder(z) + self.output_bias
 
     def forward(self, patches, sample=True):
         """Encode, sample (when ``sample``) and decode.

@@ -12,7 +12,7 @@ import torch
 from .losses import kl_divergence, multinomial_deviance, multinomial_nll
 from .model import CVAE3D
 
-__all__ = ["resolve_device", "fit", "predict", "decode"]
+__all__ = ["resolve_device", "to_device", "fit", "predict", "decode"]
 
 _logger = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ def _autocast(device):
     return nullcontext()
 
 
-def _to_device(array, device):
+def to_device(array, device):
+    """A numpy array as a tensor on ``device`` (pinned memory for CUDA)."""
     tensor = torch.from_numpy(np.ascontiguousarray(array))
     if device.type == "cuda":
         tensor = tensor.pin_memory()
@@ -78,8 +79,8 @@ def _to_device(array, device):
 
 
 def _batch_losses(model, cube, index, device, sample, mixed_precision=True):
-    patches = _to_device(cube.patches(index), device)
-    counts = _to_device(cube.centre_counts(index), device)
+    patches = to_device(cube.patches(index), device)
+    counts = to_device(cube.centre_counts(index), device)
     with _autocast(device) if mixed_precision else nullcontext():
         logits, mean, log_var = model(patches, sample=sample)
     logits, mean, log_var = logits.float(), mean.float(), log_var.float()
@@ -187,6 +188,7 @@ def fit(
             settings.latent_dim,
             settings.patch_size,
             settings.hidden_channels,
+            cube.n_input_channels,
             log_shape,
             input_mean,
             input_std,
@@ -317,11 +319,11 @@ def predict(model, cube, index, device, batch_size):
     ------
     index : numpy.ndarray of int
         The batch's pixel indices.
-    latent_mean, latent_log_var : numpy.ndarray
-        Posterior mean and log-variance, ``(batch, latent_dim)``.
-    shape : numpy.ndarray
-        Reconstructed spectral shape (softmax, sums to one), float64
-        ``(batch, n_channels)``.
+    latent_mean, latent_log_var : torch.Tensor
+        Posterior mean and log-variance, ``(batch, latent_dim)``, on ``device``.
+    shape : torch.Tensor
+        Reconstructed spectral shape (softmax, sums to one), float32
+        ``(batch, n_channels)``, on ``device``.
     """
     model.eval()
     start = 0
@@ -330,20 +332,14 @@ def predict(model, cube, index, device, batch_size):
             chunk = index[start : start + batch_size]
             try:
                 # Full precision: scores must not depend on the device.
-                patches = _to_device(cube.patches(chunk), device)
+                patches = to_device(cube.patches(chunk), device)
                 mean, log_var = model.encode(patches)
-                logits = model.decode(mean)
-                shape = torch.softmax(logits.double(), dim=-1)
+                shape = torch.softmax(model.decode(mean).float(), dim=-1)
             except torch.cuda.OutOfMemoryError:
                 batch_size = _halve_batch(batch_size, device)
                 continue
             start += len(chunk)
-            yield (
-                chunk,
-                mean.float().cpu().numpy(),
-                log_var.float().cpu().numpy(),
-                shape.cpu().numpy(),
-            )
+            yield chunk, mean.float(), log_var.float(), shape
 
 
 def decode(model, latent_mean, device, batch_size):
