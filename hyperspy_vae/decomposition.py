@@ -123,11 +123,18 @@ def _channel_selection(signal, signal_mask, signal_range):
 def _folded_counts(signal, channels):
     """The selected channels as float32 ``(n_maps, rows, columns, channels)``."""
     data = signal.data
-    if hasattr(data, "compute"):
-        data = data[..., channels].compute()
-        selected = np.asarray(data, dtype=np.float32)
+    index = np.flatnonzero(channels)
+    if index[-1] - index[0] == index.size - 1:
+        # A contiguous window: a view, no copy of float32 data.
+        selection = (..., slice(index[0], index[-1] + 1))
     else:
-        selected = np.asarray(data[..., channels], dtype=np.float32)
+        selection = (..., index)
+    if hasattr(data, "compute"):
+        data = data[selection].compute()
+    else:
+        data = data[selection]
+    # C order with energy last: patches and spectra are gathered row by row.
+    selected = np.ascontiguousarray(data, dtype=np.float32)
     finite = np.isfinite(selected)
     if not finite.all():
         bad = np.argwhere(~finite)

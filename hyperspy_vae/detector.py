@@ -29,13 +29,20 @@ class Detection:
     refit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
 
 
-def score_pixels(model, cube, device, batch_size, reference, seed=0):
-    """Raw scores and latent points of every pixel of ``cube``.
+def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None):
+    """Raw scores and latent points of the pixels of ``cube``.
 
     A first pass over a sample of the ``reference`` pixels measures the
     per-channel spread of the residuals (see
     :func:`hyperspy_vae.scoring.residual_statistics`); the second scores
-    every pixel.
+    every pixel (or only ``subset``).
+
+    Parameters
+    ----------
+    subset : numpy.ndarray of int, optional
+        Reconstruct and score only these flat pixel indices (the others get
+        NaN scores); every pixel is still encoded, so the latent maps are
+        whole.
 
     Returns
     -------
@@ -59,11 +66,18 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0):
         np.concatenate(counts), np.concatenate(expected)
     )
 
-    raw = {name: np.zeros(n) for name in ("deviance", "pearson", "shift", "local")}
     latent_mean = np.zeros((n, model.latent_dim), dtype=np.float32)
     latent_log_var = np.zeros_like(latent_mean)
+    if subset is not None:
+        for index, mean, log_var, _ in predict(
+            model, cube, np.arange(n), device, batch_size, decode=False
+        ):
+            latent_mean[index] = mean.cpu().numpy()
+            latent_log_var[index] = log_var.cpu().numpy()
+    fill = 0.0 if subset is None else np.nan
+    raw = {name: np.full(n, fill) for name in ("deviance", "pearson", "shift", "local")}
     for index, mean, log_var, shape in predict(
-        model, cube, np.arange(n), device, batch_size
+        model, cube, np.arange(n) if subset is None else subset, device, batch_size
     ):
         expected = shape * to_device(totals[index], device)[:, None]
         batch_counts = to_device(cube.centre_counts(index), device)
@@ -100,7 +114,9 @@ def combine_scores(raw, latent_mean, reference, map_shape=None):
     """
     raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
     p_values = {
-        name: scoring.null_p_values(raw[name], reference, tail)
+        name: scoring.null_p_values(
+            raw[name], reference, tail, scoring.NULL_MIN_SPREAD.get(name, 0.0)
+        )
         for name, tail in scoring.COMBINED_SCORES.items()
     }
     combined_p = scoring.combine_p_values(p_values)
@@ -167,19 +183,31 @@ def detect(
             cube, train_index, settings, device, seed, show_progressbar
         )
         if refit_fraction > 0 and not history["interrupted"]:
+            # Only the pixels the first model learned from are ranked; the
+            # second learns from them, less the worst-fitting.
+            used = np.sort(history.pop("train_index"))
+            used_mask = np.zeros_like(train_mask)
+            used_mask[used] = True
             raw, latent_mean, _ = score_pixels(
-                model, cube, device, settings.inference_batch_size, train_mask, seed
+                model,
+                cube,
+                device,
+                settings.inference_batch_size,
+                used_mask,
+                seed,
+                subset=used,
             )
             p_values, _, _ = combine_scores(
-                raw, latent_mean, train_mask, cube.counts.shape[:3]
+                raw, latent_mean, used_mask, cube.counts.shape[:3]
             )
-            dropped = _worst_fitting(p_values, train_index, refit_fraction)
-            refit_index = np.setdiff1d(train_index, dropped)
+            dropped = _worst_fitting(p_values, used, refit_fraction)
+            refit_index = np.setdiff1d(used, dropped)
             first = history
             model, history = fit(
                 cube, refit_index, settings, device, seed + 1, show_progressbar
             )
             history["first_fit"] = first
+        history.pop("train_index", None)
     raw, latent_mean, latent_log_var = score_pixels(
         model, cube, device, settings.inference_batch_size, train_mask, seed
     )

@@ -51,6 +51,11 @@ COMBINED_SCORES = {
     "local": "maximum",
     "latent": "upper",
 }
+#: Smallest null spread of a score, where theory fixes it: the ``shift`` z is
+#: a standardised Poisson statistic, of unit variance when the reconstruction
+#: is right (more when it is not), so a robust estimate below 1 (small maps)
+#: is sampling noise that would turn normal pixels into false alarms.
+NULL_MIN_SPREAD = {"shift": 1.0}
 #: Widths (standard deviations, in channels) of the ``local`` matched filters.
 LOCAL_WIDTHS = (1.0, 2.0, 4.0, 8.0)
 _EPS = 1e-12
@@ -240,7 +245,7 @@ def _stabilise(values, tail):
     return values
 
 
-def null_p_values(values, reference, tail):
+def null_p_values(values, reference, tail, min_spread=0.0):
     """p-values of a score under an empirical null fitted to ``reference``.
 
     The null's location and scale come from robust statistics of the score
@@ -260,6 +265,8 @@ def null_p_values(values, reference, tail):
         ``(n_pixels,)``, pixels assumed mostly normal.
     tail : {"upper", "two-sided", "maximum"}
         Which deviations count as anomalous, and the null's form.
+    min_spread : float, default 0.0
+        Lower bound of the null's spread (``"upper"`` and ``"two-sided"``).
 
     Returns
     -------
@@ -281,6 +288,7 @@ def null_p_values(values, reference, tail):
     spread = stats.median_abs_deviation(ref, scale="normal")
     if not spread > _EPS:
         spread = max(np.std(ref), _EPS)
+    spread = max(spread, min_spread)
     z = (x - centre) / spread
     if tail == "two-sided":
         return np.clip(2 * stats.norm.sf(np.abs(z)), 1e-300, 1.0)

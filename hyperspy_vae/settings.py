@@ -67,8 +67,8 @@ class VAESettings:
     kl_warmup_steps: int = 300
     learning_rate: float = 2e-3
     batch_size: int = 128
-    max_steps: int = 1500
-    eval_every: int = 50
+    max_steps: int = 200
+    eval_every: int = 25
     patience: int = 4
     validation_fraction: float = 0.1
     trim_fraction: float = 0.1

@@ -162,3 +162,16 @@ def test_local_score_filters_match_scipy_gaussian_filters():
     )
     got = scoring._largest_smoothed(torch.from_numpy(x).float()).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_shift_null_spread_floored_at_its_theoretical_unit_variance():
+    rng = np.random.default_rng(2)
+    narrow = rng.normal(0.0, 0.5, 200)  # a small sample that happens to be narrow
+    reference = np.ones(200, dtype=bool)
+    p_free = scoring.null_p_values(narrow, reference, "two-sided")
+    p_floor = scoring.null_p_values(narrow, reference, "two-sided", min_spread=1.0)
+    assert np.all(p_floor >= p_free - 1e-12)
+    from scipy import stats
+
+    z = narrow - np.median(narrow)
+    np.testing.assert_allclose(p_floor, 2 * stats.norm.sf(np.abs(z)), rtol=1e-9)

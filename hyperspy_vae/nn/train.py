@@ -163,8 +163,9 @@ def fit(
     model : CVAE3D
         The trained model (best held-out loss), in eval mode, on ``device``.
     history : dict
-        ``step``, ``train_loss`` and ``validation_loss`` lists, and
-        ``interrupted`` (bool).
+        ``step``, ``train_loss`` and ``validation_loss`` lists,
+        ``interrupted`` (bool) and ``train_index`` (the pixels learned from,
+        after the ``max_train_pixels`` draw; validation pixels included).
     """
     from hyperspy.external.progressbar import progressbar
 
@@ -199,6 +200,7 @@ def fit(
             "train_loss": [],
             "validation_loss": [],
             "interrupted": False,
+            "train_index": train_index,
         }
         best = (math.inf, copy.deepcopy(model.state_dict()))
         good_state = copy.deepcopy(model.state_dict())
@@ -299,7 +301,7 @@ def _recover(model, optimizer, good_state, step):
     )
 
 
-def predict(model, cube, index, device, batch_size):
+def predict(model, cube, index, device, batch_size, decode=True):
     """Encode and reconstruct the pixels ``index`` in batches.
 
     Parameters
@@ -314,6 +316,8 @@ def predict(model, cube, index, device, batch_size):
         Where to compute.
     batch_size : int
         Pixels per batch.
+    decode : bool, default True
+        Reconstruct the spectra; otherwise ``shape`` is None (encoding only).
 
     Yields
     ------
@@ -323,7 +327,7 @@ def predict(model, cube, index, device, batch_size):
         Posterior mean and log-variance, ``(batch, latent_dim)``, on ``device``.
     shape : torch.Tensor
         Reconstructed spectral shape (softmax, sums to one), float32
-        ``(batch, n_channels)``, on ``device``.
+        ``(batch, n_channels)``, on ``device`` (None unless ``decode``).
     """
     model.eval()
     start = 0
@@ -334,7 +338,9 @@ def predict(model, cube, index, device, batch_size):
                 # Full precision: scores must not depend on the device.
                 patches = to_device(cube.patches(chunk), device)
                 mean, log_var = model.encode(patches)
-                shape = torch.softmax(model.decode(mean).float(), dim=-1)
+                shape = None
+                if decode:
+                    shape = torch.softmax(model.decode(mean).float(), dim=-1)
             except torch.cuda.OutOfMemoryError:
                 batch_size = _halve_batch(batch_size, device)
                 continue
