@@ -11,7 +11,7 @@ hyperspy_vae and torch imported beforehand:
   PCA (SVD).
 
 Each process reports the wall time of the call, its peak resident memory
-(``ru_maxrss``) and its resident memory before the call. The table gives the
+(``VmHWM``) and its resident memory before the call. The table gives the
 ratio VAE / PCA per size, the F1 of the VAE map at its automatic threshold,
 and the exponent of a power-law fit of time against pixels x channels.
 Writes ``benchmarks/results/speed.md`` (and ``.json``).
@@ -68,8 +68,6 @@ def make_cube(size, folder):
 
 def worker(path, truth_path, method, device):
     """Time one call in this (fresh) process; print a JSON line."""
-    import resource
-
     import hyperspy.api as hs
     import torch  # noqa: F401  (imported before timing, as in a session)
 
@@ -92,7 +90,10 @@ def worker(path, truth_path, method, device):
         s.decomposition(normalize_poissonian_noise=True, print_info=False)
         seconds = time.perf_counter() - start
         steps = None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak_rss()
+    model_flops = None
+    if method == "vae" and device.startswith("cuda"):
+        model_flops = _model_flops(s.vae_results, int(np.prod(truth.shape)), steps)
     print(
         json.dumps(
             dict(
@@ -101,11 +102,54 @@ def worker(path, truth_path, method, device):
                 before_bytes=before,
                 f1=f1,
                 steps=steps,
+                model_flops=model_flops,
                 cube_bytes=int(np.prod(s.data.shape)) * 4,
                 hyperspy_vae=hyperspy_vae.__version__,
             )
         )
     )
+
+
+def _model_flops(results, n_pixels, steps):
+    """Approximate floating-point operations of the network in one run.
+
+    Training steps (forward and backward of a batch) plus the inference
+    passes: every pixel encoded twice and reconstructed once, the first
+    fit's pixels reconstructed once more and two samples of 4096 pixels for
+    the residual statistics (encoder-only passes counted as full ones).
+    """
+    import copy
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from hyperspy_vae.nn.losses import multinomial_nll
+
+    model = copy.deepcopy(results.model).cpu().train()
+    settings = results.settings
+    k = settings.patch_size
+    patches = torch.rand(settings.batch_size, k, k, model.n_input_channels)
+    counts = torch.rand(settings.batch_size, model.n_channels)
+    with FlopCounterMode(display=False) as counter:
+        logits, _, _ = model(patches)
+        multinomial_nll(logits, counts).mean().backward()
+    step_flops = counter.get_total_flops()
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(patches[:1], sample=False)
+    pixel_flops = counter.get_total_flops()
+    n_inferred = 2 * n_pixels + min(n_pixels, settings.max_train_pixels) + 2 * 4096
+    return float(sum(steps) * step_flops + n_inferred * pixel_flops)
+
+
+def _peak_rss():
+    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, not
+    inherited from the parent that forked it)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("VmHWM not found in /proc/self/status")
 
 
 def _rss_now():
@@ -179,6 +223,23 @@ def main(argv=None):
             f"{pca['peak_bytes'] / gib if pca else float('nan'):.2f} | "
             f"{vae['f1']:.3f} | {vae['steps']} |"
         )
+    gpu_rows = [r for r in rows if r["vae"].get("model_flops")]
+    if gpu_rows:
+        lines += [
+            "",
+            "Network arithmetic on the GPU (training in bf16 autocast, inference "
+            "in fp32), against the H200's measured bf16 dense peak of about "
+            "790 TFLOP/s:",
+            "",
+            "| size | network FLOP | achieved TFLOP/s | fraction of bf16 peak |",
+            "|---|---:|---:|---:|",
+        ]
+        for row in gpu_rows:
+            flops, seconds = row["vae"]["model_flops"], row["vae"]["seconds"]
+            lines.append(
+                f"| {row['size']} | {flops:.3g} | {flops / seconds / 1e12:.3f} | "
+                f"{flops / seconds / 790e12:.2e} |"
+            )
     if len(rows) >= 2:
         work = [np.prod(_parse(r["size"])) for r in rows]
         for method in ("vae", "pca"):

@@ -78,6 +78,17 @@ def to_device(array, device):
     return tensor.to(device, non_blocking=True)
 
 
+def _without_tf32():
+    """cuDNN settings as they are, but no TF32 (full fp32 convolutions)."""
+    cudnn = torch.backends.cudnn
+    return cudnn.flags(
+        enabled=cudnn.enabled,
+        benchmark=cudnn.benchmark,
+        deterministic=cudnn.deterministic,
+        allow_tf32=False,
+    )
+
+
 def _batch_losses(model, cube, index, device, sample, mixed_precision=True):
     patches = to_device(cube.patches(index), device)
     counts = to_device(cube.centre_counts(index), device)
@@ -331,7 +342,8 @@ def predict(model, cube, index, device, batch_size, decode=True):
     """
     model.eval()
     start = 0
-    with torch.no_grad():
+    # Full precision on every device: no TF32 convolutions on CUDA.
+    with torch.no_grad(), _without_tf32():
         while start < len(index):
             chunk = index[start : start + batch_size]
             try:
