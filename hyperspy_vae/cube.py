@@ -54,44 +54,122 @@ class SpectrumCube:
 
     Notes
     -----
-    The encoder input of every pixel is computed once, block by block: the
+    The encoder input of every pixel is computed once, band by band: the
     square root of the (binned) spectrum divided by the pixel's median count
-    per channel. It takes ``1 / input_bin`` of the memory of a float32 copy
-    of ``counts``.
+    per channel, kept in half precision. It takes ``1 / (2 input_bin)`` of
+    the memory of a float32 copy of ``counts``.
     """
 
     def __init__(self, counts, patch_size, input_bin=1):
         if counts.ndim != 4:
             raise ValueError("counts must have shape (n_maps, rows, columns, channels)")
         self.counts = counts
+        self.lazy = hasattr(counts, "dask")
         self.patch_size = patch_size
         self.input_bin = int(input_bin)
         n_maps, rows, cols, n_channels = counts.shape
         self.n_input_channels = math.ceil(n_channels / self.input_bin)
-        half = patch_size // 2
+        half = self.patch_size // 2
         self._offsets = np.arange(-half, half + 1)
-        # A view for C-contiguous data (a single copy otherwise).
-        self._flat = flat = counts.reshape(-1, n_channels)
-        totals = np.empty(len(flat), dtype=np.float32)
-        scale = np.empty(len(flat), dtype=np.float32)
-        inputs = np.empty((len(flat), self.n_input_channels), dtype=np.float32)
-        for start in range(0, len(flat), _BLOCK_PIXELS):
-            block = slice(start, start + _BLOCK_PIXELS)
-            totals[block], scale[block], inputs[block] = self._encoder_input(
-                flat[block]
+        # Spectra fetched from a lazy cube, by flat pixel index (sorted).
+        self._cached_index = np.zeros(0, dtype=np.int64)
+        self._cached_counts = np.zeros((0, n_channels), dtype=np.float32)
+        n = n_maps * rows * cols
+        totals = np.empty(n, dtype=np.float32)
+        scale = np.empty(n, dtype=np.float32)
+        # The encoder input of every pixel, edge-padded so that a patch near
+        # the border repeats the edge pixels. Half precision: its rounding
+        # (1e-3) is far below the Poisson noise of the input, and it halves
+        # what stays in memory.
+        padded = np.empty(
+            (n_maps, rows + 2 * half, cols + 2 * half, self.n_input_channels),
+            dtype=np.float16,
+        )
+        for start, band in self.bands():
+            m, y0 = divmod(start // cols, rows)
+            band_inputs = np.empty((len(band), self.n_input_channels), np.float16)
+            for offset in range(0, len(band), _BLOCK_PIXELS):
+                block = band[offset : offset + _BLOCK_PIXELS]
+                where = slice(start + offset, start + offset + len(block))
+                totals[where], scale[where], inputs = self._encoder_input(block)
+                band_inputs[offset : offset + len(block)] = inputs
+            y1 = y0 + len(band) // cols
+            padded[m, half + y0 : half + y1, half : half + cols] = band_inputs.reshape(
+                y1 - y0, cols, -1
             )
+        for i in range(half):
+            padded[:, i] = padded[:, half]
+            padded[:, half + rows + i] = padded[:, half + rows - 1]
+        for i in range(half):
+            padded[:, :, i] = padded[:, :, half]
+            padded[:, :, half + cols + i] = padded[:, :, half + cols - 1]
+        self._inputs = padded
         self.totals = totals.reshape(n_maps, rows, cols)
         self.scale = scale.reshape(n_maps, rows, cols)
-        # Edge-padded, so a patch near the border repeats the edge pixels.
-        self._inputs = np.pad(
-            inputs.reshape(n_maps, rows, cols, -1),
-            ((0, 0), (half, half), (half, half), (0, 0)),
-            mode="edge",
-        )
+
+    def bands(self):
+        """Iterate over the cube in bands of whole rows, in flat pixel order.
+
+        A numpy cube yields views; a dask cube is read one band at a time
+        (one row of its chunks), so no more than a band is ever in memory.
+
+        Yields
+        ------
+        start : int
+            Flat index of the band's first pixel.
+        spectra : numpy.ndarray
+            ``(n_band_pixels, n_channels)``, the data's dtype.
+        """
+        n_maps, rows, cols, n_channels = self.counts.shape
+        if self.lazy:
+            edges = np.cumsum((0,) + self.counts.chunks[1])
+        else:
+            edges = np.arange(0, rows + 1, max(1, _BLOCK_PIXELS // cols))
+            edges = np.unique(np.append(edges, rows))
+        for m in range(n_maps):
+            for y0, y1 in zip(edges[:-1], edges[1:], strict=True):
+                band = self.counts[m, y0:y1]
+                if self.lazy:
+                    band = np.asarray(band.compute())
+                yield (m * rows + y0) * cols, band.reshape(-1, n_channels)
+
+    def prefetch(self, flat_index):
+        """Read the spectra of the pixels ``flat_index`` of a lazy cube.
+
+        Random access (training batches) then needs no further reading;
+        a band is read only when it holds pixels not fetched yet. Nothing
+        happens for a numpy cube.
+        """
+        if not self.lazy:
+            return
+        wanted = np.setdiff1d(np.asarray(flat_index), self._cached_index)
+        if wanted.size == 0:
+            return
+        _, rows, cols, _ = self.counts.shape
+        index, spectra = [], []
+        edges = np.cumsum((0,) + self.counts.chunks[1])
+        for m in np.unique(wanted // (rows * cols)):
+            in_map = wanted[wanted // (rows * cols) == m] - m * rows * cols
+            for y0, y1 in zip(edges[:-1], edges[1:], strict=True):
+                here = in_map[(in_map >= y0 * cols) & (in_map < y1 * cols)]
+                if here.size:
+                    band = np.asarray(self.counts[m, y0:y1].compute())
+                    band = band.reshape(-1, band.shape[-1])
+                    spectra.append(band[here - y0 * cols].astype(np.float32))
+                    index.append(here + m * rows * cols)
+        index = np.concatenate([self._cached_index, *index])
+        spectra = np.concatenate([self._cached_counts, *spectra])
+        order = np.argsort(index, kind="stable")
+        self._cached_index, self._cached_counts = index[order], spectra[order]
 
     def _encoder_input(self, spectra):
         """Totals, 1 / level and the encoder input of a block of spectra."""
         n_channels = spectra.shape[-1]
+        if not np.isfinite(spectra).all():
+            raise ValueError(
+                "The data contain non-finite values (NaN or inf); replace or mask "
+                "them first (navigation_mask, signal_mask)."
+            )
         clipped = np.clip(spectra, 0, None).astype(np.float32, copy=False)
         totals = clipped.sum(axis=-1, dtype=np.float64)
         pad = self.n_input_channels * self.input_bin - n_channels
@@ -122,16 +200,16 @@ class SpectrumCube:
     def centre_counts(self, flat_index):
         """Counts of the pixels ``flat_index``, float32 ``(batch, n_channels)``."""
         flat_index = np.asarray(flat_index)
-        flat = self._flat
-        n = flat_index.size
-        if (
-            n
-            and flat_index[-1] - flat_index[0] == n - 1
-            and np.all(np.diff(flat_index) == 1)
-        ):
-            # A run of consecutive pixels (scoring): a slice, no gather.
-            selected = flat[flat_index[0] : flat_index[0] + n]
+        if self.lazy:
+            where = np.searchsorted(self._cached_index, flat_index)
+            where = np.minimum(where, max(len(self._cached_index) - 1, 0))
+            if len(self._cached_index) == 0 or np.any(
+                self._cached_index[where] != flat_index
+            ):
+                raise RuntimeError("These pixels of the lazy cube were not prefetched.")
+            selected = self._cached_counts[where]
         else:
+            flat = self.counts.reshape(-1, self.n_channels)
             selected = flat.take(flat_index, axis=0)
         return np.clip(selected, 0, None).astype(np.float32, copy=False)
 
@@ -149,4 +227,4 @@ class SpectrumCube:
         half = self.patch_size // 2
         yy = (y[:, None] + half + self._offsets)[:, :, None]
         xx = (x[:, None] + half + self._offsets)[:, None, :]
-        return self._inputs[m[:, None, None], yy, xx]
+        return self._inputs[m[:, None, None], yy, xx].astype(np.float32)

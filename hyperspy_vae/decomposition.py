@@ -129,12 +129,15 @@ def _folded_counts(signal, channels):
         selection = (..., slice(index[0], index[-1] + 1))
     else:
         selection = (..., index)
-    if hasattr(data, "compute"):
-        data = data[selection].compute()
-    else:
-        data = data[selection]
+    if hasattr(data, "dask"):
+        # Lazy: nothing is read here; the cube reads it band by band.
+        selected = data[selection].astype(np.float32)
+        nav_shape = selected.shape[:-1]
+        if len(nav_shape) == 1:
+            return selected.reshape(1, 1, *selected.shape), nav_shape
+        return selected.reshape(-1, *selected.shape[-3:]), nav_shape
     # C order with energy last: patches and spectra are gathered row by row.
-    selected = np.ascontiguousarray(data, dtype=np.float32)
+    selected = np.ascontiguousarray(data[selection], dtype=np.float32)
     finite = np.isfinite(selected)
     if not finite.all():
         bad = np.argwhere(~finite)

@@ -58,6 +58,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None
     rng = np.random.default_rng(seed)
     candidates = np.flatnonzero(reference)
     sample = np.sort(rng.choice(candidates, min(4096, candidates.size), replace=False))
+    cube.prefetch(sample)
     counts, expected = [], []
     for index, _, _, shape in predict(model, cube, sample, device, batch_size):
         counts.append(cube.centre_counts(index))
@@ -76,17 +77,26 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None
             latent_log_var[index] = log_var.cpu().numpy()
     fill = 0.0 if subset is None else np.nan
     raw = {name: np.full(n, fill) for name in ("deviance", "pearson", "shift", "local")}
-    for index, mean, log_var, shape in predict(
-        model, cube, np.arange(n) if subset is None else subset, device, batch_size
-    ):
+
+    def score(index, counts, mean, log_var, shape):
         expected = shape * to_device(totals[index], device)[:, None]
-        batch_counts = to_device(cube.centre_counts(index), device)
+        counts = to_device(np.clip(counts, 0, None).astype(np.float32), device)
         for name, values in scoring.reconstruction_scores(
-            batch_counts, expected, residual_stats
+            counts, expected, residual_stats
         ).items():
             raw[name][index] = values
         latent_mean[index] = mean.cpu().numpy()
         latent_log_var[index] = log_var.cpu().numpy()
+
+    if subset is None:
+        # Band by band (a lazy cube is read once), in batches within a band.
+        for start, band in cube.bands():
+            band_index = np.arange(start, start + len(band))
+            for index, *outputs in predict(model, cube, band_index, device, batch_size):
+                score(index, band[index - start], *outputs)
+    else:
+        for index, *outputs in predict(model, cube, subset, device, batch_size):
+            score(index, cube.centre_counts(index), *outputs)
     return raw, latent_mean, latent_log_var
 
 

@@ -142,7 +142,7 @@ def test_encoder_input_binned_for_long_spectra_while_output_keeps_every_channel(
     assert patches.shape == (2, 3, 3, 328)
     # The corner patch repeats the edge pixels; bins are means of 4 channels.
     expected = np.sqrt(counts[0, 0, 0, :4].mean() * cube.scale[0, 0, 0])
-    assert patches[0, 0, 0, 0] == pytest.approx(expected, rel=1e-5)
+    assert patches[0, 0, 0, 0] == pytest.approx(expected, rel=1e-3)  # float16
     model = CVAE3D(1310, 2, 3, (4, 8, 8), n_input_channels=328)
     logits, _, _ = model(torch.from_numpy(patches))
     assert logits.shape == (2, 1310)

@@ -187,6 +187,7 @@ def fit(
     n_val = int(round(settings.validation_fraction * len(train_index)))
     if len(train_index) - n_val < 1:
         n_val = 0
+    cube.prefetch(train_index)
     val_index, fit_index = train_index[:n_val], train_index[n_val:]
     if n_val == 0:
         val_index = fit_index
