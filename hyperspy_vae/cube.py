@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-__all__ = ["SpectrumCube", "input_binning"]
+__all__ = ["SpectrumCube", "input_binning", "bin_energy", "expand_energy"]
 
 #: Pixels per block when the encoder input is precomputed (bounds temporaries).
 _BLOCK_PIXELS = 4096
@@ -32,6 +32,62 @@ def input_binning(n_channels, max_encoder_channels):
         The binning factor (1 for no binning).
     """
     return max(1, math.ceil(n_channels / max_encoder_channels))
+
+
+def bin_energy(counts, factor):
+    """Sum adjacent energy channels in groups of ``factor``.
+
+    Summed counts are still Poisson counts, so the likelihood and the scores
+    apply unchanged. The last bin sums the channels left over (fewer than
+    ``factor`` when the length is not a multiple).
+
+    Parameters
+    ----------
+    counts : numpy.ndarray or dask.array.Array
+        ``(..., n_channels)``.
+    factor : int
+        Channels per bin; 1 returns ``counts`` itself.
+
+    Returns
+    -------
+    numpy.ndarray or dask.array.Array
+        ``(..., ceil(n_channels / factor))``, same kind and dtype.
+    """
+    if factor == 1:
+        return counts
+    n_channels = counts.shape[-1]
+    n_full = n_channels // factor
+    parts = [
+        counts[..., : n_full * factor]
+        .reshape(*counts.shape[:-1], n_full, factor)
+        .sum(axis=-1, dtype=counts.dtype)
+    ]
+    if n_full * factor < n_channels:
+        parts.append(
+            counts[..., n_full * factor :].sum(
+                axis=-1, keepdims=True, dtype=counts.dtype
+            )
+        )
+    if len(parts) == 1:
+        return parts[0]
+    if hasattr(counts, "dask"):
+        import dask.array as da
+
+        return da.concatenate(parts, axis=-1)
+    return np.concatenate(parts, axis=-1)
+
+
+def expand_energy(binned, factor, n_channels):
+    """Spread binned counts evenly back over ``n_channels`` channels.
+
+    The inverse of :func:`bin_energy` for expected counts: each bin's counts
+    are shared equally by its channels.
+    """
+    if factor == 1:
+        return binned
+    widths = np.full(binned.shape[-1], factor)
+    widths[-1] = n_channels - factor * (binned.shape[-1] - 1)
+    return np.repeat(binned / widths, widths, axis=-1)
 
 
 class SpectrumCube:
@@ -219,7 +275,7 @@ class SpectrumCube:
         Returns
         -------
         numpy.ndarray
-            float32 of shape ``(batch, k, k, n_input_channels)``: the square
+            float16 of shape ``(batch, k, k, n_input_channels)``: the square
             root of each (binned) spectrum divided by its median count per
             channel.
         """
@@ -227,4 +283,4 @@ class SpectrumCube:
         half = self.patch_size // 2
         yy = (y[:, None] + half + self._offsets)[:, :, None]
         xx = (x[:, None] + half + self._offsets)[:, None, :]
-        return self._inputs[m[:, None, None], yy, xx].astype(np.float32)
+        return self._inputs[m[:, None, None], yy, xx]

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import scoring
 from ._version import __version__
-from .cube import SpectrumCube, input_binning
+from .cube import SpectrumCube, bin_energy, expand_energy, input_binning
 from .detector import combine_scores, detect
 from .results import VAEResults
 from .settings import VAESettings
@@ -336,6 +336,12 @@ def vae_anomalies(
             f"Only {n_train} pixels are available for training; at least "
             f"{MIN_TRAIN_PIXELS} are needed."
         )
+    energy_bin = (
+        trained.energy_bin
+        if trained is not None
+        else input_binning(folded.shape[-1], config.max_channels)
+    )
+    folded = bin_energy(folded, energy_bin)
     cube = SpectrumCube(
         folded,
         config.patch_size,
@@ -392,6 +398,7 @@ def vae_anomalies(
         energy=axis.axis[channels],
         energy_units=str(axis.units),
         channel_mask=channels,
+        energy_bin=energy_bin,
         navigation_mask=nav_mask,
         scores=scores,
         p_values={name: nav(p) for name, p in detection.p_values.items()},
@@ -621,7 +628,10 @@ def get_vae_model(signal):
         results.settings.inference_batch_size,
     )
     full = np.zeros((*nav_shape, channels.size), dtype=np.float32)
-    full[..., channels] = (shapes * totals[:, None]).reshape(*nav_shape, -1)
+    expected = expand_energy(
+        shapes * totals[:, None], results.energy_bin, channels.sum()
+    )
+    full[..., channels] = expected.reshape(*nav_shape, -1)
     model = signal._deepcopy_with_new_data(full)
     if model._lazy:
         model = model.as_lazy()
@@ -695,7 +705,7 @@ def plot_vae_loss(signal, ax=None):
 
     results = _results(signal)
     history = results.history
-    n_channels = results.energy.size
+    n_channels = results.model.n_channels
     if not history.get("step"):
         raise ValueError("These results have no training history (a reused model).")
     if ax is None:

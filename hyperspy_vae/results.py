@@ -32,7 +32,7 @@ class VAEResults:
     model : hyperspy_vae.nn.model.CVAE3D
         The trained network.
     energy : numpy.ndarray
-        Energies of the channels the model uses.
+        Energies of the source's channels the model uses (before binning).
     energy_units : str
         Units of ``energy``.
     channel_mask : numpy.ndarray of bool
@@ -50,6 +50,9 @@ class VAEResults:
         Training history: steps and losses.
     threshold : dict
         ``value``, ``method`` and ``fdr`` of the map's threshold.
+    energy_bin : int
+        Adjacent channels summed into one channel of the model (see
+        ``max_channels`` in :class:`~hyperspy_vae.settings.VAESettings`).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class VAEResults:
         threshold,
         device="cpu",
         version=__version__,
+        energy_bin=1,
     ):
         self.settings = settings
         self.random_state = random_state
@@ -85,6 +89,7 @@ class VAEResults:
         self.threshold = threshold
         self.device = device
         self.version = version
+        self.energy_bin = int(energy_bin)
         self.anomaly_map = None
 
     def _sync_threshold(self):
@@ -121,12 +126,13 @@ class VAEResults:
             "=" * 40,
             f"Latent dimension: {s.latent_dim}; patch {s.patch_size}x{s.patch_size} "
             f"pixels x {self.energy.size} channels "
-            f"({self.energy[0]:.2f} to {self.energy[-1]:.2f} {self.energy_units})",
+            f"({self.energy[0]:.2f} to {self.energy[-1]:.2f} {self.energy_units})"
+            + (f", binned by {self.energy_bin}" if self.energy_bin > 1 else ""),
             f"Training: {hist.get('n_train', 'n/a')} pixels"
             + (f", refit on {hist['n_refit']}" if "n_refit" in hist else "")
             + (f", {steps[-1]} steps" if steps else "")
             + (
-                f", held-out deviance per channel {val[-1] / self.energy.size:.3f}"
+                f", held-out deviance per channel {val[-1] / self.model.n_channels:.3f}"
                 if val
                 else ""
             ),
@@ -157,6 +163,7 @@ class VAEResults:
             "settings": self.settings.to_dict(),
             "random_state": int(self.random_state),
             "energy_units": self.energy_units,
+            "energy_bin": self.energy_bin,
             "threshold": self.threshold,
             "device": str(self.device),
             "history": _jsonable(self.history),
@@ -267,13 +274,17 @@ class VAEResults:
             raise ValueError(f"{path} has an invalid energy axis.")
         if max(settings.hidden_channels) > 4096 or settings.latent_dim > 4096:
             raise ValueError(f"{path} asks for an implausibly large network.")
+        energy_bin = meta.get("energy_bin", 1)
+        if not isinstance(energy_bin, int) or not 1 <= energy_bin <= energy.size:
+            raise ValueError(f"{path} has an invalid energy binning {energy_bin!r}.")
+        n_channels = math.ceil(energy.size / energy_bin)
         model = CVAE3D(
-            energy.size,
+            n_channels,
             settings.latent_dim,
             settings.patch_size,
             settings.hidden_channels,
             math.ceil(
-                energy.size / input_binning(energy.size, settings.max_encoder_channels)
+                n_channels / input_binning(n_channels, settings.max_encoder_channels)
             ),
         )
         state = {
@@ -304,6 +315,7 @@ class VAEResults:
             threshold=meta["threshold"],
             device=meta["device"],
             version=meta["version"],
+            energy_bin=energy_bin,
         )
 
 

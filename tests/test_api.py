@@ -293,3 +293,25 @@ def test_get_regions_labels_connected_pixels():
     assert regions[0]["centroid"] == pytest.approx((4.0, 1.5))
     assert regions[1]["centroid"] == pytest.approx((16.0, 6.0))
     assert regions[1]["mean_score"] == 9.0
+
+
+def test_long_spectra_binned_in_energy_and_reused_alike(tmp_path):
+    s, truth = fe_l23_spectrum_image(
+        (12, 12),
+        shift=2.0,
+        fraction=0.05,
+        n_channels=400,
+        dispersion=0.1,
+        offset=690.0,
+        random_state=1,
+    )
+    amap = s.vae_anomalies(random_state=0, max_channels=100, **FAST)
+    results = s.vae_results
+    assert results.energy_bin == 4 and results.model.n_channels == 100
+    assert results.energy.size == 400
+    model = s.get_vae_model()
+    assert model.data.shape == s.data.shape
+    np.testing.assert_allclose(model.data.sum(axis=-1), s.data.sum(axis=-1), rtol=1e-4)
+    path = results.save(tmp_path / "binned.npz")
+    again = s.deepcopy().vae_anomalies(model=path, print_info=False)
+    np.testing.assert_allclose(again.data, amap.data, rtol=1e-5)

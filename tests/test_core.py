@@ -175,3 +175,16 @@ def test_shift_null_spread_floored_at_its_theoretical_unit_variance():
 
     z = narrow - np.median(narrow)
     np.testing.assert_allclose(p_floor, 2 * stats.norm.sf(np.abs(z)), rtol=1e-9)
+
+
+def test_bin_energy_sums_channels_and_expand_spreads_them_back():
+    from hyperspy_vae.cube import bin_energy, expand_energy
+
+    counts = np.arange(2 * 10, dtype=np.float32).reshape(2, 10)
+    binned = bin_energy(counts, 4)
+    np.testing.assert_array_equal(binned[0], [6, 22, 17])  # last bin: 2 channels
+    assert bin_energy(counts, 1) is counts
+    expanded = expand_energy(binned, 4, 10)
+    assert expanded.shape == (2, 10)
+    np.testing.assert_allclose(expanded.sum(axis=-1), counts.sum(axis=-1))
+    np.testing.assert_allclose(expanded[0, 8:], [8.5, 8.5])

@@ -90,7 +90,7 @@ def _without_tf32():
 
 
 def _batch_losses(model, cube, index, device, sample, mixed_precision=True):
-    patches = to_device(cube.patches(index), device)
+    patches = to_device(cube.patches(index), device).float()
     counts = to_device(cube.centre_counts(index), device)
     with _autocast(device) if mixed_precision else nullcontext():
         logits, mean, log_var = model(patches, sample=sample)
@@ -125,7 +125,8 @@ def _data_statistics(cube, index, rng, n_sample=2048):
     sample = rng.choice(index, size=min(n_sample, len(index)), replace=False)
     counts = cube.centre_counts(sample).sum(axis=0, dtype=np.float64)
     log_shape = np.log(counts / max(counts.sum(), 1e-12) + 1e-8)
-    centre = cube.patches(sample)[:, cube.patch_size // 2, cube.patch_size // 2]
+    half = cube.patch_size // 2
+    centre = cube.patches(sample)[:, half, half].astype(np.float32)
     std = centre.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)
     return (
@@ -349,7 +350,7 @@ def predict(model, cube, index, device, batch_size, decode=True):
             chunk = index[start : start + batch_size]
             try:
                 # Full precision: scores must not depend on the device.
-                patches = to_device(cube.patches(chunk), device)
+                patches = to_device(cube.patches(chunk), device).float()
                 mean, log_var = model.encode(patches)
                 shape = None
                 if decode:
