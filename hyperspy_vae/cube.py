@@ -141,17 +141,15 @@ class SpectrumCube:
             (n_maps, rows + 2 * half, cols + 2 * half, self.n_input_channels),
             dtype=np.float16,
         )
-        for start, band in self.bands():
-            m, y0 = divmod(start // cols, rows)
-            band_inputs = np.empty((len(band), self.n_input_channels), np.float16)
-            for offset in range(0, len(band), _BLOCK_PIXELS):
-                block = band[offset : offset + _BLOCK_PIXELS]
-                where = slice(start + offset, start + offset + len(block))
-                totals[where], scale[where], inputs = self._encoder_input(block)
-                band_inputs[offset : offset + len(block)] = inputs
-            y1 = y0 + len(band) // cols
-            padded[m, half + y0 : half + y1, half : half + cols] = band_inputs.reshape(
-                y1 - y0, cols, -1
+        for (m, y0, y1, x0, x1), flat_index, block in self.blocks():
+            block_inputs = np.empty((len(block), self.n_input_channels), np.float16)
+            for offset in range(0, len(block), _BLOCK_PIXELS):
+                part = block[offset : offset + _BLOCK_PIXELS]
+                where = flat_index[offset : offset + len(part)]
+                totals[where], scale[where], inputs = self._encoder_input(part)
+                block_inputs[offset : offset + len(part)] = inputs
+            padded[m, half + y0 : half + y1, half + x0 : half + x1] = (
+                block_inputs.reshape(y1 - y0, x1 - x0, -1)
             )
         for i in range(half):
             padded[:, i] = padded[:, half]
@@ -163,37 +161,54 @@ class SpectrumCube:
         self.totals = totals.reshape(n_maps, rows, cols)
         self.scale = scale.reshape(n_maps, rows, cols)
 
-    def bands(self):
-        """Iterate over the cube in bands of whole rows, in flat pixel order.
+    def _block_edges(self):
+        """Row and column edges of the blocks the cube is read in."""
+        _, rows, cols, _ = self.counts.shape
+        if self.lazy:
+            return (
+                np.cumsum((0,) + self.counts.chunks[1]),
+                np.cumsum((0,) + self.counts.chunks[2]),
+            )
+        row_edges = np.arange(0, rows + 1, max(1, _BLOCK_PIXELS // cols))
+        return np.unique(np.append(row_edges, rows)), np.array([0, cols])
 
-        A numpy cube yields views; a dask cube is read one band at a time
-        (one row of its chunks), so no more than a band is ever in memory.
+    def blocks(self, maps=None):
+        """Iterate over the cube block by block.
+
+        A numpy cube yields views of a few whole rows; a dask cube is read
+        one chunk at a time, so no more than a chunk of it is ever in memory.
+
+        Parameters
+        ----------
+        maps : iterable of int, optional
+            Only these maps (default all).
 
         Yields
         ------
-        start : int
-            Flat index of the band's first pixel.
+        where : tuple
+            ``(m, y0, y1, x0, x1)``: the block's map, rows and columns.
+        flat_index : numpy.ndarray of int
+            Flat indices of the block's pixels, in the order of ``spectra``.
         spectra : numpy.ndarray
-            ``(n_band_pixels, n_channels)``, the data's dtype.
+            ``(n_block_pixels, n_channels)``, the data's dtype.
         """
         n_maps, rows, cols, n_channels = self.counts.shape
-        if self.lazy:
-            edges = np.cumsum((0,) + self.counts.chunks[1])
-        else:
-            edges = np.arange(0, rows + 1, max(1, _BLOCK_PIXELS // cols))
-            edges = np.unique(np.append(edges, rows))
-        for m in range(n_maps):
-            for y0, y1 in zip(edges[:-1], edges[1:], strict=True):
-                band = self.counts[m, y0:y1]
-                if self.lazy:
-                    band = np.asarray(band.compute())
-                yield (m * rows + y0) * cols, band.reshape(-1, n_channels)
+        row_edges, col_edges = self._block_edges()
+        for m in range(n_maps) if maps is None else maps:
+            for y0, y1 in zip(row_edges[:-1], row_edges[1:], strict=True):
+                for x0, x1 in zip(col_edges[:-1], col_edges[1:], strict=True):
+                    block = self.counts[m, y0:y1, x0:x1]
+                    if self.lazy:
+                        block = np.asarray(block.compute())
+                    yy, xx = np.mgrid[y0:y1, x0:x1]
+                    flat_index = ((m * rows + yy) * cols + xx).ravel()
+                    yield (m, y0, y1, x0, x1), flat_index, block.reshape(-1, n_channels)
 
     def prefetch(self, flat_index):
         """Read the spectra of the pixels ``flat_index`` of a lazy cube.
 
-        Random access (training batches) then needs no further reading;
-        a band is read only when it holds pixels not fetched yet. Nothing
+        Random access (training batches) then needs no further reading; a
+        chunk is read only when it holds pixels not fetched yet. Nothing
         happens for a numpy cube.
         """
         if not self.lazy:
@@ -202,17 +217,24 @@ class SpectrumCube:
         if wanted.size == 0:
             return
         _, rows, cols, _ = self.counts.shape
+        m, y, x = np.unravel_index(wanted, self.counts.shape[:3])
+        row_edges, col_edges = self._block_edges()
+        block_id = set(
+            zip(
+                m.tolist(),
+                (np.searchsorted(row_edges, y, side="right") - 1).tolist(),
+                (np.searchsorted(col_edges, x, side="right") - 1).tolist(),
+                strict=True,
+            )
+        )
         index, spectra = [], []
-        edges = np.cumsum((0,) + self.counts.chunks[1])
-        for m in np.unique(wanted // (rows * cols)):
-            in_map = wanted[wanted // (rows * cols) == m] - m * rows * cols
-            for y0, y1 in zip(edges[:-1], edges[1:], strict=True):
-                here = in_map[(in_map >= y0 * cols) & (in_map < y1 * cols)]
-                if here.size:
-                    band = np.asarray(self.counts[m, y0:y1].compute())
-                    band = band.reshape(-1, band.shape[-1])
-                    spectra.append(band[here - y0 * cols].astype(np.float32))
-                    index.append(here + m * rows * cols)
+        for bm, by, bx in sorted(block_id):
+            y0, y1 = row_edges[by], row_edges[by + 1]
+            x0, x1 = col_edges[bx], col_edges[bx + 1]
+            block = np.asarray(self.counts[bm, y0:y1, x0:x1].compute())
+            here = (m == bm) & (y >= y0) & (y < y1) & (x >= x0) & (x < x1)
+            spectra.append(block[y[here] - y0, x[here] - x0].astype(np.float32))
+            index.append(wanted[here])
         index = np.concatenate([self._cached_index, *index])
         spectra = np.concatenate([self._cached_counts, *spectra])
         order = np.argsort(index, kind="stable")

@@ -89,11 +89,13 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None
         latent_log_var[index] = log_var.cpu().numpy()
 
     if subset is None:
-        # Band by band (a lazy cube is read once), in batches within a band.
-        for start, band in cube.bands():
-            band_index = np.arange(start, start + len(band))
-            for index, *outputs in predict(model, cube, band_index, device, batch_size):
-                score(index, band[index - start], *outputs)
+        # Block by block (a lazy cube is read once), in batches within a block.
+        for _, block_index, block in cube.blocks():
+            # block_index is increasing (row-major within the block).
+            for index, *outputs in predict(
+                model, cube, block_index, device, batch_size
+            ):
+                score(index, block[np.searchsorted(block_index, index)], *outputs)
     else:
         for index, *outputs in predict(model, cube, subset, device, batch_size):
             score(index, cube.centre_counts(index), *outputs)
