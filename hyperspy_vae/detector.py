@@ -125,12 +125,20 @@ def combine_scores(raw, latent_mean, reference, map_shape=None):
         ``-log10(combined_p)``: higher is more anomalous.
     """
     raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
+    if map_shape is not None and np.isfinite(raw["shift"]).all():
+        raw["shift_pooled"] = scoring.pooled_shift(raw["shift"], map_shape)
     p_values = {
         name: scoring.null_p_values(
             raw[name], reference, tail, scoring.NULL_MIN_SPREAD.get(name, 0.0)
         )
         for name, tail in scoring.COMBINED_SCORES.items()
+        if name in raw
     }
+    if "shift_pooled" in p_values:
+        use_pooled = scoring.pooling_helps(
+            raw["shift"], p_values["shift"], p_values["shift_pooled"]
+        )
+        p_values.pop("shift" if use_pooled else "shift_pooled")
     combined_p = scoring.combine_p_values(p_values)
     return p_values, combined_p, -np.log10(combined_p)
 

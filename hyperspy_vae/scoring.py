@@ -34,6 +34,8 @@ __all__ = [
     "residual_statistics",
     "reconstruction_scores",
     "latent_distance",
+    "pooled_shift",
+    "pooling_helps",
     "null_p_values",
     "excess_discoveries",
     "combine_p_values",
@@ -48,6 +50,7 @@ __all__ = [
 #: "maximum" for a maximum of standard normal values (a Gumbel null).
 COMBINED_SCORES = {
     "shift": "two-sided",
+    "shift_pooled": "two-sided",
     "local": "maximum",
     "latent": "upper",
 }
@@ -55,7 +58,13 @@ COMBINED_SCORES = {
 #: a standardised Poisson statistic, of unit variance when the reconstruction
 #: is right (more when it is not), so a robust estimate below 1 (small maps)
 #: is sampling noise that would turn normal pixels into false alarms.
-NULL_MIN_SPREAD = {"shift": 1.0}
+NULL_MIN_SPREAD = {"shift": 1.0, "shift_pooled": 1.0}
+#: Most that a pixel's neighbours may add, beyond its own |z|, to its pooled
+#: shift z (see :func:`pooled_shift`).
+POOLING_ALLOWANCE = 2.0
+#: Pooling is for anomalies near the noise: not used when the pixels that the
+#: own shift z finds have a median |z| above this (see :func:`pooling_helps`).
+POOLING_MAX_Z = 5.0
 #: Widths (standard deviations, in channels) of the ``local`` matched filters.
 LOCAL_WIDTHS = (1.0, 2.0, 4.0, 8.0)
 _EPS = 1e-12
@@ -237,6 +246,69 @@ def latent_distance(latent_mean, reference, map_shape=None, window=9):
     spread = stats.median_abs_deviation(ref, axis=0, scale="normal")
     spread = np.where(spread > _EPS, spread, 1.0)
     return np.sum(((difference - centre) / spread) ** 2, axis=-1)
+
+
+def pooled_shift(shift, map_shape):
+    """Edge-shift z pooled with the pixel's eight neighbours.
+
+    Stouffer's combination of the pixel's own z and its neighbours' (their
+    sum over the square root of their number), with equal weight:
+    ``(z + sum(z_neighbours) / sqrt(8)) / sqrt(2)``. An anomaly a few pixels
+    across gains up to 2.7 times in z; a normal pixel beside it gains at most
+    the neighbours' share, less than an anomalous pixel's own z.
+
+    Parameters
+    ----------
+    shift : numpy.ndarray
+        ``(n_pixels,)`` shift z.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_pixels,)``.
+    """
+    maps = np.asarray(shift, dtype=np.float64).reshape(map_shape)
+    footprint = np.ones((1, 3, 3))
+    total = ndimage.correlate(maps, footprint, mode="mirror")
+    neighbours = (total - maps) / np.sqrt(8.0)
+    # The neighbours may add at most the pixel's own evidence plus 2: a
+    # normal pixel beside a strong anomaly is not lifted by it.
+    limit = np.abs(maps) + POOLING_ALLOWANCE
+    neighbours = np.clip(neighbours, -limit, limit)
+    return ((maps + neighbours) / np.sqrt(2.0)).ravel()
+
+
+def pooling_helps(shift, p_own, p_pooled):
+    """Whether the pooled shift z should replace the pixel's own.
+
+    Pooling helps where anomalies are spatially clustered and weak: then it
+    finds more anomalous pixels (:func:`excess_discoveries`) than the own z.
+    Where the own z already finds strong anomalies (median |z| of its
+    discoveries above :data:`POOLING_MAX_Z`), pooling only adds the normal
+    pixels beside them, so it is not used.
+
+    Parameters
+    ----------
+    shift : numpy.ndarray
+        Own shift z per pixel.
+    p_own, p_pooled : numpy.ndarray
+        Null p-values of the own and the pooled z.
+
+    Returns
+    -------
+    bool
+    """
+    own = excess_discoveries(p_own)
+    if excess_discoveries(p_pooled) <= own:
+        return False
+    k = int(round(own))
+    if k >= 1:
+        strongest = np.sort(np.abs(np.asarray(shift, dtype=np.float64)))[-k:]
+        if np.median(strongest) > POOLING_MAX_Z:
+            return False
+    return True
 
 
 def _stabilise(values, tail):

@@ -188,3 +188,25 @@ def test_bin_energy_sums_channels_and_expand_spreads_them_back():
     assert expanded.shape == (2, 10)
     np.testing.assert_allclose(expanded.sum(axis=-1), counts.sum(axis=-1))
     np.testing.assert_allclose(expanded[0, 8:], [8.5, 8.5])
+
+
+def test_pooled_shift_lifts_weak_clusters_not_the_pixels_beside_strong_ones():
+    rng = np.random.default_rng(3)
+    z = rng.standard_normal((1, 30, 30))
+    z[0, 10:14, 10:14] += 2.5  # a weak 4 x 4 cluster
+    z[0, 20, 20] = 40.0  # one strong isolated anomaly
+    pooled = scoring.pooled_shift(z.ravel(), (1, 30, 30)).reshape(z.shape)
+    assert pooled[0, 11:13, 11:13].mean() > 1.8 * z[0, 11:13, 11:13].mean()
+    beside = pooled[0, 19:22, 19:22].copy()
+    beside[1, 1] = 0.0
+    assert np.abs(beside).max() < 5.0  # own |z| plus at most 2, over sqrt(2)
+    ref = np.ones(900, dtype=bool)
+    p_own = scoring.null_p_values(z.ravel(), ref, "two-sided", 1.0)
+    p_pooled = scoring.null_p_values(pooled.ravel(), ref, "two-sided", 1.0)
+    assert scoring.pooling_helps(z.ravel(), p_own, p_pooled)
+    strong = z.copy()
+    strong[0, 10:14, 10:14] += 30.0
+    pooled = scoring.pooled_shift(strong.ravel(), (1, 30, 30))
+    p_own = scoring.null_p_values(strong.ravel(), ref, "two-sided", 1.0)
+    p_pooled = scoring.null_p_values(pooled, ref, "two-sided", 1.0)
+    assert not scoring.pooling_helps(strong.ravel(), p_own, p_pooled)
