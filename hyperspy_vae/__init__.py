@@ -7,7 +7,7 @@ methods on existing classes). Importing is cheap: torch loads only when a
 model is trained or used.
 """
 
-from . import data
+from . import data, plot
 from ._version import __version__
 from .decomposition import (
     VAEDecomposition,
@@ -31,6 +31,7 @@ __all__ = [
     "VAESettings",
     "__version__",
     "data",
+    "plot",
     "pca_anomalies",
     "vae_anomalies",
 ]

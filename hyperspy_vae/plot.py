@@ -134,26 +134,52 @@ def plot_vae_results(signal, results, amap, max_latent=4):
     return fig
 
 
-def compare(maps, truth=None, titles=None):
+def compare(maps, truth=None, titles=None, pca_components=(3, 4, 5)):
     """Anomaly maps side by side on one colour scale, optionally with the truth.
 
     Parameters
     ----------
-    maps : list of AnomalyMap
-        The maps to compare (e.g. the VAE's and PCA's).
+    maps : list of AnomalyMap, or a spectrum image
+        The maps to compare (e.g. the VAE's and PCA's). Given a spectrum
+        image ``s`` instead, its VAE map (``s.vae_results``, or a new
+        ``s.vae_anomalies()`` run) is drawn beside ``s.pca_anomalies(k)`` for
+        each ``k`` in ``pca_components``.
     truth : numpy.ndarray of bool, optional
         Navigation-shaped ground truth, drawn first.
     titles : list of str, optional
-        Panel titles; default the maps' titles.
+        Panel titles; default the maps' titles (or "VAE", "PCA, k = ...").
+    pca_components : tuple of int, default (3, 4, 5)
+        PCA output dimensions, when ``maps`` is a spectrum image.
 
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import hyperspy_vae
+    >>> s, truth = hyperspy_vae.data.fe_l23_spectrum_image((32, 32), random_state=0)
+    >>> fig = hyperspy_vae.plot.compare(s, truth.anomalous)  # doctest: +SKIP
     """
+    from hyperspy.signal import BaseSignal
+
+    from .signals.anomaly_map import AnomalyMapMixin
+
+    if isinstance(maps, BaseSignal) and not isinstance(maps, AnomalyMapMixin):
+        signal = maps
+        results = getattr(signal, "vae_results", None)
+        vae_map = results.anomaly_map if results is not None else None
+        if vae_map is None:
+            vae_map = signal.vae_anomalies(print_info=False)
+        maps = [vae_map] + [
+            signal.pca_anomalies(output_dimension=k, print_info=False)
+            for k in pca_components
+        ]
+        titles = titles or ["VAE"] + [f"PCA, k = {k}" for k in pca_components]
     import matplotlib.pyplot as plt
 
     n = len(maps) + (truth is not None)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), layout="constrained")
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4.6), layout="constrained")
     axes = np.atleast_1d(axes)
     if truth is not None:
         _draw_map(axes[0], maps[0], truth.astype(float), cmap="gray_r")

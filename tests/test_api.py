@@ -315,3 +315,22 @@ def test_long_spectra_binned_in_energy_and_reused_alike(tmp_path):
     path = results.save(tmp_path / "binned.npz")
     again = s.deepcopy().vae_anomalies(model=path, print_info=False)
     np.testing.assert_allclose(again.data, amap.data, rtol=1e-5)
+
+
+def test_compare_a_spectrum_image_draws_vae_beside_pca_on_one_scale(fitted_si):
+    import matplotlib.pyplot as plt
+
+    from hyperspy_vae.plot import compare
+
+    s, truth, _ = fitted_si
+    fig = compare(s, truth.anomalous, pca_components=(3, 4))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split("\n")[0] for ax in panels] == [
+        "Ground truth",
+        "VAE",
+        "PCA, k = 3",
+        "PCA, k = 4",
+    ]
+    limits = {ax.images[0].get_clim() for ax in panels[1:]}
+    assert len(limits) == 1
+    plt.close(fig)
