@@ -4,7 +4,7 @@ import copy
 import logging
 import math
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
@@ -76,6 +76,21 @@ def to_device(array, device):
     if device.type == "cuda":
         tensor = tensor.pin_memory()
     return tensor.to(device, non_blocking=True)
+
+
+@contextmanager
+def _flush_denormals():
+    """Flush subnormal floats to zero on the CPU while training.
+
+    Adam's second-moment estimates of tiny gradients fall into the subnormal
+    range, where x86 arithmetic is tens of times slower: without this, some
+    fits ran at a tenth of their speed. Torch's default (off) is restored.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _without_tf32():
@@ -194,7 +209,7 @@ def fit(
         val_index = fit_index
 
     devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
+    with torch.random.fork_rng(devices=devices), _flush_denormals():
         torch.manual_seed(seed)
         log_shape, input_mean, input_std = _data_statistics(cube, fit_index, rng)
         model = CVAE3D(
