@@ -198,9 +198,41 @@ def _reuse_channels(signal, results):
             f"{getattr(axis, 'scale', np.nan):g}. Calibrate or crop the signal "
             "to the model's energy range and dispersion."
         )
+    signal_step = np.median(np.abs(np.diff(axis.axis))) if axis.size > 1 else step
+    if not np.isclose(signal_step, step, rtol=0.01):
+        raise ValueError(
+            f"The dispersion of this signal ({signal_step:g} {axis.units} per "
+            f"channel) differs from the model's ({step:g} {results.energy_units})."
+        )
     keep = np.zeros(axis.size, dtype=bool)
     keep[chosen] = True
     return keep
+
+
+def _resampled(signal, results):
+    """A copy of ``signal`` interpolated onto the model's energy channels."""
+    from hyperspy.axes import UniformDataAxis
+
+    axis = signal.axes_manager.signal_axes[0]
+    energy = results.energy
+    if energy[0] < axis.axis.min() or energy[-1] > axis.axis.max():
+        raise ValueError(
+            f"Cannot resample: the model covers {energy[0]:g} to {energy[-1]:g} "
+            f"{results.energy_units}, beyond this signal's {axis.axis.min():g} to "
+            f"{axis.axis.max():g} {axis.units}."
+        )
+    step = float(np.median(np.diff(energy)))
+    new_axis = UniformDataAxis(
+        offset=float(energy[0]),
+        scale=step,
+        size=int(round((energy[-1] - energy[0]) / step)) + 1,
+        name=axis.name,
+        units=axis.units,
+    )
+    resampled = signal.interpolate_on_axis(new_axis, axis.index_in_axes_manager)
+    source_step = float(np.median(np.diff(axis.axis)))
+    resampled.data = resampled.data * (step / source_step)
+    return resampled
 
 
 def _is_integer(value):
@@ -219,6 +251,7 @@ def vae_anomalies(
     random_state=None,
     device="auto",
     model=None,
+    resample=False,
     refit_fraction=0.2,
     print_info=True,
     show_progressbar=None,
@@ -263,7 +296,14 @@ def vae_anomalies(
         ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"`` or ``"mps"``.
     model : VAEResults or str or pathlib.Path, optional
         A trained model (``s.vae_results`` of another signal, or a file saved
-        by ``VAEResults.save``): score with it, without training.
+        by ``VAEResults.save``): score with it, without training. The
+        signal's energy channels must match the model's (same energies
+        within a tenth of a channel) unless ``resample``.
+    resample : bool, default False
+        With ``model``: if the energy axes differ, interpolate the spectra
+        linearly onto the model's channels (counts scaled by the ratio of
+        the dispersions, so counts per channel stay comparable). The model's
+        energy range must lie within the signal's.
     refit_fraction : float, default 0.2
         Fraction of the training pixels that the first fit finds most
         anomalous and that the second fit leaves out (0 fits once).
@@ -303,6 +343,7 @@ def vae_anomalies(
     seed = _seed(random_state)
 
     trained = None
+    source = signal  # the data analysed: a resampled copy with resample=True
     if model is not None:
         trained = model if isinstance(model, VAEResults) else VAEResults.load(model)
         if (
@@ -316,7 +357,16 @@ def vae_anomalies(
                 "come from the trained model; they cannot be given with model=."
             )
         config = trained.settings
-        channels = _reuse_channels(signal, trained)
+        try:
+            channels = _reuse_channels(source, trained)
+        except ValueError as err:
+            if not resample:
+                raise ValueError(
+                    f"{err} Or pass resample=True to interpolate the spectra onto "
+                    "the model's channels."
+                ) from None
+            source = _resampled(signal, trained)
+            channels = _reuse_channels(source, trained)
     else:
         config = VAESettings()
         if output_dimension is not None:
@@ -328,7 +378,7 @@ def vae_anomalies(
         config = config.replace(**settings)
         channels = _channel_selection(signal, signal_mask, signal_range)
 
-    folded, nav_shape = _folded_counts(signal, channels)
+    folded, nav_shape = _folded_counts(source, channels)
     train_mask = np.ones(nav_shape, dtype=bool) if nav_mask is None else ~nav_mask
     n_train = int(train_mask.sum())
     if trained is None and n_train < MIN_TRAIN_PIXELS:
@@ -369,7 +419,7 @@ def vae_anomalies(
     scores = {name: nav(v) for name, v in detection.raw_scores.items()}
     scores["combined"] = nav(detection.scores)
     title = signal.metadata.General.title
-    axis = signal.axes_manager.signal_axes[0]
+    axis = source.axes_manager.signal_axes[0]
     amap = make_anomaly_map(
         scores["combined"],
         signal,

@@ -334,3 +334,28 @@ def test_compare_a_spectrum_image_draws_vae_beside_pca_on_one_scale(fitted_si):
     limits = {ax.images[0].get_clim() for ax in panels[1:]}
     assert len(limits) == 1
     plt.close(fig)
+
+
+def test_reuse_on_another_dispersion_refused_unless_resampled(fitted_si):
+    from hyperspy_vae.demo import f1_score
+
+    s, _, _ = fitted_si
+    s2, truth2 = fe_l23_spectrum_image(
+        (16, 16),
+        shift=2.0,
+        fraction=0.05,
+        random_state=4,
+        n_channels=192,
+        dispersion=0.25,
+        offset=680.0,
+    )
+    before = s2.data.copy()
+    with pytest.raises(ValueError, match="resample=True"):
+        s2.vae_anomalies(model=s.vae_results, print_info=False)
+    amap = s2.vae_anomalies(model=s.vae_results, resample=True, print_info=False)
+    assert f1_score(amap.data > amap.threshold, truth2.anomalous) >= 0.8
+    np.testing.assert_array_equal(s2.data, before)
+    assert s2.vae_results.energy.size == s.vae_results.energy.size
+    short = s2.isig[:700.0]
+    with pytest.raises(ValueError, match="Cannot resample"):
+        short.vae_anomalies(model=s.vae_results, resample=True, print_info=False)
