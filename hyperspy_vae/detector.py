@@ -102,7 +102,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None
     return raw, latent_mean, latent_log_var
 
 
-def combine_scores(raw, latent_mean, reference, map_shape=None):
+def combine_scores(raw, latent_mean, reference, map_shape=None, latent_log_var=None):
     """Null p-values of each score, their combination and the anomaly score.
 
     Parameters
@@ -116,6 +116,9 @@ def combine_scores(raw, latent_mean, reference, map_shape=None):
     map_shape : tuple of int, optional
         ``(n_maps, rows, columns)``: compare latent points with their
         spatial surroundings (see :func:`scoring.latent_distance`).
+    latent_log_var : numpy.ndarray, optional
+        ``(n_pixels, latent_dim)`` posterior log-variances: uninformative
+        latent coordinates then count little in the latent distance.
 
     Returns
     -------
@@ -124,7 +127,9 @@ def combine_scores(raw, latent_mean, reference, map_shape=None):
     scores : numpy.ndarray
         ``-log10(combined_p)``: higher is more anomalous.
     """
-    raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
+    raw["latent"] = scoring.latent_distance(
+        latent_mean, reference, map_shape, latent_log_var=latent_log_var
+    )
     if map_shape is not None and np.isfinite(raw["shift"]).all():
         raw["shift_pooled"] = scoring.pooled_shift(raw["shift"], map_shape)
     p_values = {
@@ -208,7 +213,7 @@ def detect(
             used = np.sort(history.pop("train_index"))
             used_mask = np.zeros_like(train_mask)
             used_mask[used] = True
-            raw, latent_mean, _ = score_pixels(
+            raw, latent_mean, latent_log_var = score_pixels(
                 model,
                 cube,
                 device,
@@ -218,7 +223,7 @@ def detect(
                 subset=used,
             )
             p_values, _, _ = combine_scores(
-                raw, latent_mean, used_mask, cube.counts.shape[:3]
+                raw, latent_mean, used_mask, cube.counts.shape[:3], latent_log_var
             )
             dropped = _worst_fitting(p_values, used, refit_fraction)
             refit_index = np.setdiff1d(used, dropped)
@@ -232,7 +237,7 @@ def detect(
         model, cube, device, settings.inference_batch_size, train_mask, seed
     )
     p_values, combined_p, scores = combine_scores(
-        raw, latent_mean, train_mask, cube.counts.shape[:3]
+        raw, latent_mean, train_mask, cube.counts.shape[:3], latent_log_var
     )
     return Detection(
         model=model,
