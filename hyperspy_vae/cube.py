@@ -10,28 +10,28 @@ __all__ = ["SpectrumCube", "input_binning", "bin_energy", "expand_energy"]
 _BLOCK_PIXELS = 4096
 
 
-def input_binning(n_channels, max_encoder_channels):
-    """Energy binning factor of the encoder input.
+def input_binning(n_channels, max_channels):
+    """Energy binning factor that leaves at most ``max_channels`` channels.
 
-    The encoder sees at most ``max_encoder_channels`` channels: finer
-    spectra are summed over ``ceil(n_channels / max_encoder_channels)``
-    adjacent channels before they enter it (the reconstruction and every
-    score keep the full resolution). This keeps the cost of the encoder
-    fixed as spectra get longer.
+    Used twice: spectra longer than ``max_channels`` are summed over this
+    many adjacent channels before the model and the scores (see
+    :func:`bin_energy`), and the encoder's input is averaged over this many
+    channels when it would exceed ``max_encoder_channels``. Either way the
+    cost stops growing with the spectrum's length.
 
     Parameters
     ----------
     n_channels : int
-        Number of energy channels of the data.
-    max_encoder_channels : int
-        Most channels the encoder sees.
+        Number of energy channels.
+    max_channels : int
+        Most channels wanted.
 
     Returns
     -------
     int
-        The binning factor (1 for no binning).
+        ``ceil(n_channels / max_channels)``, at least 1 (no binning).
     """
-    return max(1, math.ceil(n_channels / max_encoder_channels))
+    return max(1, math.ceil(n_channels / max_channels))
 
 
 def bin_energy(counts, factor):
@@ -105,12 +105,12 @@ class SpectrumCube:
         Side of the square patch around each pixel; pixels beyond the map's
         border repeat the nearest edge pixel.
     input_bin : int, default 1
-        Number of adjacent energy channels summed into one channel of the
+        Number of adjacent energy channels averaged into one channel of the
         encoder input (see :func:`input_binning`).
 
     Notes
     -----
-    The encoder input of every pixel is computed once, band by band: the
+    The encoder input of every pixel is computed once, block by block: the
     square root of the (binned) spectrum divided by the pixel's median count
     per channel, kept in half precision. It takes ``1 / (2 input_bin)`` of
     the memory of a float32 copy of ``counts``.
