@@ -102,7 +102,7 @@ def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None
     return raw, latent_mean, latent_log_var
 
 
-def combine_scores(raw, latent_mean, reference, map_shape=None, latent_log_var=None):
+def combine_scores(raw, latent_mean, reference, map_shape=None):
     """Null p-values of each score, their combination and the anomaly score.
 
     Parameters
@@ -116,9 +116,6 @@ def combine_scores(raw, latent_mean, reference, map_shape=None, latent_log_var=N
     map_shape : tuple of int, optional
         ``(n_maps, rows, columns)``: compare latent points with their
         spatial surroundings (see :func:`scoring.latent_distance`).
-    latent_log_var : numpy.ndarray, optional
-        ``(n_pixels, latent_dim)`` posterior log-variances: uninformative
-        latent coordinates then count little in the latent distance.
 
     Returns
     -------
@@ -127,9 +124,7 @@ def combine_scores(raw, latent_mean, reference, map_shape=None, latent_log_var=N
     scores : numpy.ndarray
         ``-log10(combined_p)``: higher is more anomalous.
     """
-    raw["latent"] = scoring.latent_distance(
-        latent_mean, reference, map_shape, latent_log_var=latent_log_var
-    )
+    raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
     if map_shape is not None and np.isfinite(raw["shift"]).all():
         raw["shift_pooled"] = scoring.pooled_shift(raw["shift"], map_shape)
     p_values = {
@@ -213,7 +208,7 @@ def detect(
             used = np.sort(history.pop("train_index"))
             used_mask = np.zeros_like(train_mask)
             used_mask[used] = True
-            raw, latent_mean, latent_log_var = score_pixels(
+            raw, latent_mean, _ = score_pixels(
                 model,
                 cube,
                 device,
@@ -223,7 +218,7 @@ def detect(
                 subset=used,
             )
             p_values, _, _ = combine_scores(
-                raw, latent_mean, used_mask, cube.counts.shape[:3], latent_log_var
+                raw, latent_mean, used_mask, cube.counts.shape[:3]
             )
             dropped = _worst_fitting(p_values, used, refit_fraction)
             refit_index = np.setdiff1d(used, dropped)
@@ -237,7 +232,7 @@ def detect(
         model, cube, device, settings.inference_batch_size, train_mask, seed
     )
     p_values, combined_p, scores = combine_scores(
-        raw, latent_mean, train_mask, cube.counts.shape[:3], latent_log_var
+        raw, latent_mean, train_mask, cube.counts.shape[:3]
     )
     return Detection(
         model=model,

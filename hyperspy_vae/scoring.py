@@ -205,9 +205,7 @@ def _gaussian(width):
     return g / g.sum()
 
 
-def latent_distance(
-    latent_mean, reference, map_shape=None, window=9, latent_log_var=None
-):
+def latent_distance(latent_mean, reference, map_shape=None, window=9):
     """Squared robust distance of latent points from what is normal around them.
 
     Normal variation (thickness, composition, energy drift) is smooth across
@@ -229,12 +227,6 @@ def latent_distance(
         n_pixels``: the pixels' layout, for the spatial comparison.
     window : int, default 9
         Side of the spatial median filter.
-    latent_log_var : numpy.ndarray, optional
-        ``(n_pixels, latent_dim)`` posterior log-variances. Each coordinate's
-        spread then adds the median posterior variance to its squared MAD: a
-        coordinate the model barely uses (its posterior near the prior, its
-        means nearly constant) would otherwise turn tiny wobbles into huge
-        distances, and false alarms.
 
     Returns
     -------
@@ -252,9 +244,6 @@ def latent_distance(
     ref = difference[reference]
     centre = np.median(ref, axis=0)
     spread = stats.median_abs_deviation(ref, axis=0, scale="normal")
-    if latent_log_var is not None:
-        posterior_var = np.median(np.exp(np.asarray(latent_log_var))[reference], axis=0)
-        spread = np.sqrt(spread**2 + posterior_var)
     spread = np.where(spread > _EPS, spread, 1.0)
     return np.sum(((difference - centre) / spread) ** 2, axis=-1)
 
