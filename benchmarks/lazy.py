@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from process_memory import peak_resident_bytes, resident_bytes
 
 RESULTS = Path(__file__).parent / "results"
 TILE_ROWS = 128
@@ -68,7 +69,7 @@ def worker(path):
 
     hs.preferences.General.show_progressbar = False
     s = hs.load(path, lazy=True)
-    before = _rss()
+    before = resident_bytes()
     start = time.perf_counter()
     amap = s.vae_anomalies(random_state=0, print_info=False)
     scores = amap.data.compute()
@@ -79,29 +80,13 @@ def worker(path):
             dict(
                 seconds=seconds,
                 before_bytes=before,
-                peak_bytes=_peak(),
+                peak_bytes=peak_resident_bytes(),
                 cube_bytes=int(np.prod(s.data.shape)) * 4,
                 lazy_map=bool(amap._lazy),
                 f1=f1_score(scores > amap.threshold, truth),
             )
         )
     )
-
-
-def _status(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _rss():
-    return _status("VmRSS:")
-
-
-def _peak():
-    return _status("VmHWM:")
 
 
 def main(argv=None):

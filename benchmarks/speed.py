@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from process_memory import peak_resident_bytes, resident_bytes
 
 RESULTS = Path(__file__).parent / "results"
 SIZES = ["64x64x320", "128x128x320", "128x128x1312", "192x192x1312", "256x256x2048"]
@@ -77,7 +78,7 @@ def worker(path, truth_path, method, device):
     hs.preferences.General.show_progressbar = False
     s = hs.load(path)
     truth = np.load(truth_path)
-    before = _rss_now()
+    before = resident_bytes()
     start = time.perf_counter()
     f1 = None
     if method == "vae":
@@ -90,7 +91,7 @@ def worker(path, truth_path, method, device):
         s.decomposition(normalize_poissonian_noise=True, print_info=False)
         seconds = time.perf_counter() - start
         steps = None
-    peak = _peak_rss()
+    peak = peak_resident_bytes()
     model_flops = None
     if method == "vae" and device.startswith("cuda"):
         model_flops = _model_flops(s.vae_results, int(np.prod(truth.shape)), steps)
@@ -140,21 +141,6 @@ def _model_flops(results, n_pixels, steps):
     pixel_flops = counter.get_total_flops()
     n_inferred = 2 * n_pixels + min(n_pixels, settings.max_train_pixels) + 2 * 4096
     return float(sum(steps) * step_flops + n_inferred * pixel_flops)
-
-
-def _peak_rss():
-    """This process's peak resident memory (VmHWM: unlike ``ru_maxrss``, not
-    inherited from the parent that forked it)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("VmHWM not found in /proc/self/status")
-
-
-def _rss_now():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def measure(path, truth_path, method, device):
