@@ -1,0 +1,132 @@
+"""The synthetic data generator and its nuisances."""
+
+import numpy as np
+import pytest
+
+from hyperspy_vae.data import fe_l23_spectrum_image
+from hyperspy_vae.data.nuisances import scan_drift
+
+
+def _ratio_of_variance_to_mean(s, truth):
+    residual = s.data - truth.expected
+    return float(residual.var() / truth.expected.mean())
+
+
+def test_defaults_are_unit_gain_poisson():
+    s, truth = fe_l23_spectrum_image((24, 24), fraction=0.0, random_state=0)
+    assert _ratio_of_variance_to_mean(s, truth) == pytest.approx(1.0, rel=0.05)
+    assert np.all(s.data == np.round(s.data))
+    assert truth.spikes.sum() == 0 and truth.phase.sum() == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "ratio"),
+    [
+        (dict(gain=30.0), 30.0),
+        (dict(gain=0.1), 0.1),
+        (dict(noise_factor=4.0), 4.0),
+        (dict(gain=2.0, noise_factor=3.0), 6.0),
+    ],
+)
+def test_detector_noise_has_the_stated_variance(options, ratio):
+    s, truth = fe_l23_spectrum_image((24, 24), fraction=0.0, random_state=1, **options)
+    assert _ratio_of_variance_to_mean(s, truth) == pytest.approx(ratio, rel=0.08)
+
+
+def test_read_noise_makes_negative_values():
+    s, truth = fe_l23_spectrum_image(
+        (16, 16), fraction=0.0, dose=0.05, read_noise=5.0, random_state=2
+    )
+    assert s.data.min() < 0
+    assert truth.noise["read_noise"] == 5.0
+
+
+def test_point_spread_correlates_neighbouring_channels():
+    s, truth = fe_l23_spectrum_image(
+        (24, 24), fraction=0.0, psf_sigma=1.0, random_state=3
+    )
+    r = (s.data - truth.expected).reshape(-1, s.data.shape[-1])
+    rho = np.corrcoef(r[:, 100:200:2].ravel(), r[:, 101:201:2].ravel())[0, 1]
+    assert rho > 0.5
+
+
+def test_drift_modes():
+    rng = np.random.default_rng(0)
+    jitter = scan_drift(rng, (20, 30), {"jitter": 0.5})
+    assert np.allclose(jitter, jitter[:, :1])  # constant within a row
+    assert 0.2 < np.ptp(jitter) <= 0.5
+    settling = scan_drift(rng, (20, 30), {"settling": 1.0})
+    assert settling[0, 0] == pytest.approx(1.0) and settling[-1, -1] < 0.01
+    step = scan_drift(rng, (20, 30), {"step": 0.5})
+    assert set(np.unique(step)) == {0.0, 0.5}
+    with pytest.raises(ValueError, match="Unknown drift"):
+        scan_drift(rng, (4, 4), {"sideways": 1.0})
+    s, truth = fe_l23_spectrum_image(
+        (20, 30), fraction=0.0, drift={"time": 1.2}, random_state=4
+    )
+    assert np.ptp(truth.drift) == pytest.approx(1.2, rel=0.01)
+
+
+def test_second_phase_has_a_sharp_straight_interface():
+    _, truth = fe_l23_spectrum_image((40, 40), second_phase=0.4, random_state=5)
+    assert truth.phase.mean() == pytest.approx(0.4, abs=0.001)
+    # A half-plane: every row's phase pixels are contiguous.
+    for row in truth.phase:
+        assert np.count_nonzero(np.diff(row.astype(int))) <= 1
+
+
+def test_spikes_are_counted_and_removed_by_the_limit():
+    s, truth = fe_l23_spectrum_image((20, 20), spikes=0.02, shift=0.5, random_state=6)
+    assert truth.spikes.sum() == 8
+    assert truth.spike_counts.max() > 2 * truth.expected.max()
+    lr = truth.likelihood_ratio(s.data)
+    assert np.isfinite(lr).all()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(gain=30.0, read_noise=30.0),
+        dict(psf_sigma=1.0),
+        dict(plural_scattering=(0.2, 1.5)),
+        dict(second_phase=0.4),
+        dict(edges=("O_K", "Fe_L23"), offset=450.0, n_channels=1200),
+    ],
+)
+def test_limit_separates_anomalies(options):
+    s, truth = fe_l23_spectrum_image(
+        (24, 24), shift=1.0, fraction=0.05, random_state=7, **options
+    )
+    lr = truth.likelihood_ratio(s.data)
+    assert lr[truth.anomalous].min() > np.median(lr[~truth.anomalous])
+    assert np.mean(lr[truth.anomalous]) > np.quantile(lr[~truth.anomalous], 0.99)
+
+
+def test_plural_scattering_weakens_the_white_lines():
+    plain, t0 = fe_l23_spectrum_image((8, 8), fraction=0.0, drift=0.0, random_state=8)
+    thick, t1 = fe_l23_spectrum_image(
+        (8, 8), fraction=0.0, drift=0.0, plural_scattering=(1.0, 1.5), random_state=8
+    )
+    # The plasmon series moves counts up in energy: the white lines weaken.
+    peak = np.argmax(t0.expected[0, 0])
+    ratio = t1.expected[..., peak] / t0.expected[..., peak]
+    assert ratio.max() < 0.75
+
+
+def test_multi_edge_shift_moves_only_fe():
+    s, truth = fe_l23_spectrum_image(
+        (8, 8),
+        shift=1.0,
+        fraction=0.2,
+        edges=("O_K", "Fe_L23"),
+        offset=450.0,
+        n_channels=1200,
+        random_state=9,
+    )
+    energy = s.axes_manager[-1].axis
+    difference = np.abs(truth.expected_anomalous - truth.expected_normal).max(
+        axis=(0, 1)
+    )
+    assert difference[(energy > 520) & (energy < 560)].max() < 1e-3
+    assert difference[(energy > 700) & (energy < 730)].max() > 1.0
