@@ -32,7 +32,7 @@ import hyperspy.api as hs
 import numpy as np
 
 import hyperspy_vae
-from hyperspy_vae import scoring
+from hyperspy_vae import nulls, thresholds
 from hyperspy_vae.demo import f1_score
 
 RESULTS = Path(__file__).parent / "results"
@@ -92,7 +92,7 @@ def rpca_scores(s, k=3, lambda1=1.0):
     if sparse.shape[0] != n_pixels:
         sparse = sparse.T
     raw = np.sum(sparse**2, axis=1)
-    p = scoring.null_p_values(raw, np.ones(n_pixels, bool), "upper")
+    p = nulls.null_p_values(raw, "distance", calibration=raw)
     return -np.log10(p), p
 
 
@@ -113,7 +113,7 @@ def evaluate(method, s, truth, seed):
         scores, flags = amap.data, amap.data > amap.threshold
     elif method == "rpca":
         scores, p = rpca_scores(s)
-        threshold = scoring.fdr_threshold(scores, p, 0.05)
+        threshold = thresholds.fdr_threshold(scores, p, 0.05)
         scores = scores.reshape(truth.anomalous.shape)
         flags = scores > threshold
     else:

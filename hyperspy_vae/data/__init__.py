@@ -8,7 +8,11 @@ phase and cosmic-ray spikes.
 """
 
 from .edges import FE_L2, FE_L3, fe_l23_expected_spectrum
-from .spectrum_image import SyntheticTruth, fe_l23_spectrum_image
+from .spectrum_image import (
+    SyntheticTruth,
+    fe_l23_spectrum_image,
+    low_loss_spectrum_image,
+)
 
 __all__ = [
     "FE_L2",
@@ -16,4 +20,5 @@ __all__ = [
     "SyntheticTruth",
     "fe_l23_expected_spectrum",
     "fe_l23_spectrum_image",
+    "low_loss_spectrum_image",
 ]

@@ -23,7 +23,7 @@ from .edges import (
     o_k_edge,
 )
 
-__all__ = ["SyntheticTruth", "fe_l23_spectrum_image"]
+__all__ = ["SyntheticTruth", "fe_l23_spectrum_image", "low_loss_spectrum_image"]
 
 _ANOMALY_KINDS = ("shift", "peak", "missing_edge")
 _LAYOUTS = ("clusters", "random")
@@ -450,3 +450,52 @@ def _composed_spectra(
         )
     shape = (*np.shape(thickness), energy.size)
     return normal.reshape(shape), changed.reshape(shape)
+
+
+def low_loss_spectrum_image(truth, random_state=None, dispersion=0.05):
+    """The low-loss twin of a synthetic spectrum image: its zero-loss peaks.
+
+    Each pixel's zero-loss peak (1 eV wide) sits at the pixel's energy drift
+    (``truth.drift``), followed by a plasmon at 22 eV; about 10**5 counts at
+    the peak, Poisson noise. As measured alongside a core-loss map, to pass
+    as ``vae_anomalies(low_loss=...)``.
+
+    Parameters
+    ----------
+    truth : SyntheticTruth
+        From :func:`fe_l23_spectrum_image`.
+    random_state : None, int or numpy.random.Generator
+        Seed of the noise.
+    dispersion : float, default 0.05
+        eV per channel, from -5 to 35 eV.
+
+    Returns
+    -------
+    exspy.signals.EELSSpectrum
+    """
+    from exspy.signals import EELSSpectrum
+
+    rng = np.random.default_rng(random_state)
+    energy = -5.0 + dispersion * np.arange(int(round(40.0 / dispersion)))
+    e = energy - np.asarray(truth.drift)[..., None]
+    sigma = 1.0 / 2.3548
+    zero_loss = 1e5 * np.exp(-0.5 * (e / sigma) ** 2)
+    plasmon = 2e3 * nuisances._plasmon_shape(np.maximum(e, 0.0)) * e.shape[-1]
+    counts = rng.poisson(zero_loss + plasmon + 5.0).astype(np.float32)
+    nav_shape = np.shape(truth.drift)
+    axes = [
+        {"name": name, "units": "nm", "scale": 1.0, "offset": 0.0, "size": n}
+        for name, n in zip(("y", "x")[-len(nav_shape) :], nav_shape, strict=True)
+    ]
+    axes.append(
+        {
+            "name": "Energy loss",
+            "units": "eV",
+            "scale": dispersion,
+            "offset": float(energy[0]),
+            "size": energy.size,
+        }
+    )
+    signal = EELSSpectrum(counts, axes=axes)
+    signal.metadata.General.title = "Synthetic low-loss spectrum image"
+    return signal

@@ -9,6 +9,7 @@ from contextlib import contextmanager, nullcontext
 import numpy as np
 import torch
 
+from .alignment import coarse_offsets, fit_offsets, shift_logits
 from .losses import kl_divergence, multinomial_deviance, multinomial_nll
 from .model import CVAE3D
 
@@ -104,17 +105,85 @@ def _without_tf32():
     )
 
 
-def _batch_losses(model, cube, index, device, sample, mixed_precision=True):
+#: Width (eV) below which no core-loss feature varies (core-hole lifetimes
+#: and the spectrometer's resolution broaden every edge more).
+FINEST_FEATURE_EV = 0.1
+#: Channels wider than this (eV) are not blurred: they already span a good
+#: part of a white line (2.4 eV wide for Fe L3), and a blur would widen it.
+WIDEST_BLURRED_CHANNEL_EV = 0.25
+
+
+def output_blur(dispersion):
+    """Blur of the decoder's logits, in channels (``CVAE3D``'s ``output_blur``).
+
+    One channel, or :data:`FINEST_FEATURE_EV` where channels are finer, and
+    none for channels wider than :data:`WIDEST_BLURRED_CHANNEL_EV`: with
+    fine channels a reconstruction learned from noisy counts is jagged from
+    channel to channel, and its energy derivative, which aligns and tests
+    each pixel, is then mostly that noise.
+    """
+    d = max(float(dispersion), 1e-12)
+    if d > WIDEST_BLURRED_CHANNEL_EV:
+        return 0.0
+    return max(FINEST_FEATURE_EV, d) / d
+
+
+#: Gauss-Newton steps of the energy offsets per training batch (each pixel's
+#: offset is kept between visits, so a few steps per visit converge).
+_OFFSET_STEPS = 2
+
+
+def _batch_losses(
+    model, cube, index, device, sample, offsets, drift, mixed_precision=True
+):
+    """Losses of a batch, its reconstruction moved by the drift.
+
+    ``offsets`` (a tensor over every pixel of the cube, in channels) holds
+    each pixel's fitted energy offset, refined here by Gauss-Newton (no
+    gradient); ``drift`` is a robust line through them in each scan row
+    (see :func:`_update_drift`). The reconstruction is moved by the drift before
+    the likelihood: the spectrometer's drift costs the network nothing, so
+    it does not learn it, while a pixel's own departure from its row (a
+    chemical shift) is not forgiven.
+    """
     patches = to_device(cube.patches(index), device).float()
     counts = to_device(cube.centre_counts(index), device)
     with _autocast(device) if mixed_precision else nullcontext():
         logits, mean, log_var = model(patches, sample=sample)
     logits, mean, log_var = logits.float(), mean.float(), log_var.float()
+    where = torch.as_tensor(index, device=offsets.device)
+    offset, _, _ = fit_offsets(
+        logits.detach(), counts, offsets[where].to(device), _OFFSET_STEPS
+    )
+    offsets[where] = offset.to(offsets.device)
+    aligned = shift_logits(logits, drift[where].to(device))
     return (
-        multinomial_nll(logits, counts),
-        multinomial_deviance(logits.detach(), counts),
+        multinomial_nll(aligned, counts),
+        multinomial_deviance(aligned.detach(), counts),
         kl_divergence(mean, log_var),
     )
+
+
+def initial_offsets(cube, index, template_logits, device, batch_size):
+    """Starting offsets of the pixels ``index`` against a template spectrum.
+
+    Cross-correlation (within ``cube.max_shift`` channels), then Gauss-Newton.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(len(index),)`` float32 on the CPU.
+    """
+    out = torch.zeros(len(index))
+    template = template_logits.to(device).float()
+    for start in range(0, len(index), batch_size):
+        part = index[start : start + batch_size]
+        counts = to_device(cube.centre_counts(part), device)
+        logits = template.expand(len(part), -1)
+        coarse = coarse_offsets(counts, logits, cube.max_shift)
+        offset, _, _ = fit_offsets(logits, counts, coarse, 4)
+        out[start : start + len(part)] = offset.cpu()
+    return out
 
 
 def _kept(deviance, trim_fraction):
@@ -123,13 +192,30 @@ def _kept(deviance, trim_fraction):
     return torch.topk(deviance, n_keep, largest=False).indices
 
 
-def _validation_loss(model, cube, index, settings, device):
+def _update_drift(offsets, train_index, map_shape):
+    """Drift: a robust line through the training pixels' offsets in each scan row.
+
+    See :func:`hyperspy_vae.scoring.row_trends`.
+    """
+    from ..scoring import row_trends
+
+    values = np.full(int(np.prod(map_shape)), np.nan)
+    values[train_index] = offsets[train_index].numpy()
+    drift = row_trends(values, map_shape)
+    return torch.from_numpy(np.nan_to_num(drift).astype(np.float32))
+
+
+def _validation_loss(model, cube, index, settings, device, offsets, drift):
     model.eval()
     deviances = []
     with torch.no_grad():
         for start in range(0, len(index), settings.inference_batch_size):
             chunk = index[start : start + settings.inference_batch_size]
-            deviances.append(_batch_losses(model, cube, chunk, device, False, False)[1])
+            deviances.append(
+                _batch_losses(model, cube, chunk, device, False, offsets, drift, False)[
+                    1
+                ]
+            )
     model.train()
     deviance = torch.cat(deviances)
     return float(deviance[_kept(deviance, settings.trim_fraction)].mean())
@@ -221,8 +307,15 @@ def fit(
             log_shape,
             input_mean,
             input_std,
+            output_blur=output_blur(cube.dispersion),
         ).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=settings.learning_rate)
+        offsets = torch.zeros(cube.n_pixels)
+        offsets[train_index] = initial_offsets(
+            cube, train_index, log_shape, device, settings.inference_batch_size
+        )
+        map_shape = cube.counts.shape[:3]
+        drift = _update_drift(offsets, train_index, map_shape)
         history = {
             "step": [],
             "train_loss": [],
@@ -246,7 +339,9 @@ def fit(
             for step in bar:
                 index = rng.choice(fit_index, size=batch_size)
                 try:
-                    nll, deviance, kl = _batch_losses(model, cube, index, device, True)
+                    nll, deviance, kl = _batch_losses(
+                        model, cube, index, device, True, offsets, drift
+                    )
                 except torch.cuda.OutOfMemoryError:
                     batch_size = _halve_batch(batch_size, device)
                     continue
@@ -261,7 +356,10 @@ def fit(
                 optimizer.step()
                 running.append(float(deviance[keep].mean()))
                 if step % settings.eval_every == 0 or step == settings.max_steps:
-                    val = _validation_loss(model, cube, val_index, settings, device)
+                    drift = _update_drift(offsets, train_index, map_shape)
+                    val = _validation_loss(
+                        model, cube, val_index, settings, device, offsets, drift
+                    )
                     history["step"].append(step)
                     history["train_loss"].append(float(np.mean(running)))
                     history["validation_loss"].append(val)
@@ -345,7 +443,7 @@ def predict(model, cube, index, device, batch_size, decode=True):
     batch_size : int
         Pixels per batch.
     decode : bool, default True
-        Reconstruct the spectra; otherwise ``shape`` is None (encoding only).
+        Reconstruct the spectra; otherwise ``logits`` is None (encoding only).
 
     Yields
     ------
@@ -353,9 +451,10 @@ def predict(model, cube, index, device, batch_size, decode=True):
         The batch's pixel indices.
     latent_mean, latent_log_var : torch.Tensor
         Posterior mean and log-variance, ``(batch, latent_dim)``, on ``device``.
-    shape : torch.Tensor
-        Reconstructed spectral shape (softmax, sums to one), float32
-        ``(batch, n_channels)``, on ``device`` (None unless ``decode``).
+    logits : torch.Tensor
+        Reconstruction logits over energy channels at offset 0 (their
+        softmax is the spectral shape), float32 ``(batch, n_channels)``, on
+        ``device`` (None unless ``decode``).
     """
     model.eval()
     start = 0
@@ -367,17 +466,17 @@ def predict(model, cube, index, device, batch_size, decode=True):
                 # Full precision: scores must not depend on the device.
                 patches = to_device(cube.patches(chunk), device).float()
                 mean, log_var = model.encode(patches)
-                shape = None
+                logits = None
                 if decode:
-                    shape = torch.softmax(model.decode(mean).float(), dim=-1)
+                    logits = model.decode(mean).float()
             except torch.cuda.OutOfMemoryError:
                 batch_size = _halve_batch(batch_size, device)
                 continue
             start += len(chunk)
-            yield chunk, mean.float(), log_var.float(), shape
+            yield chunk, mean.float(), log_var.float(), logits
 
 
-def decode(model, latent_mean, device, batch_size):
+def decode(model, latent_mean, device, batch_size, offset=None):
     """Return the spectral shapes (softmax) decoded from latent points.
 
     Parameters
@@ -390,6 +489,9 @@ def decode(model, latent_mean, device, batch_size):
         Where to compute.
     batch_size : int
         Points per batch.
+    offset : numpy.ndarray, optional
+        ``(n,)`` energy offsets in channels: each shape is moved by its
+        offset (see :func:`hyperspy_vae.nn.alignment.shift_logits`).
 
     Returns
     -------
@@ -401,5 +503,11 @@ def decode(model, latent_mean, device, batch_size):
     with torch.no_grad():
         for start in range(0, len(latent_mean), batch_size):
             z = torch.from_numpy(latent_mean[start : start + batch_size]).to(device)
-            out.append(torch.softmax(model.decode(z).float(), dim=-1).cpu().numpy())
+            logits = model.decode(z).float()
+            if offset is not None:
+                o = torch.from_numpy(
+                    np.asarray(offset[start : start + batch_size], dtype=np.float32)
+                ).to(device)
+                logits = shift_logits(logits, o)
+            out.append(torch.softmax(logits, dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.n_channels))

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 from hyperspy.signals import LazySignal1D, LazySignal2D, Signal1D, Signal2D
 
-from .. import scoring
+from .. import thresholds
 
 __all__ = ["AnomalyMap", "AnomalyMap1D", "LazyAnomalyMap", "LazyAnomalyMap1D"]
 
@@ -96,16 +96,16 @@ class AnomalyMapMixin:
         check_threshold("f1" if threshold is None else threshold, fdr)
         scores = self._scores()
         if contamination is not None:
-            value = scoring.contamination_threshold(scores, contamination)
+            value = thresholds.contamination_threshold(scores, contamination)
             method = "contamination"
         elif threshold == "f1":
-            value = scoring.expected_f1_threshold(scores, 10.0**-scores, fdr)
+            value = thresholds.expected_f1_threshold(scores, 10.0**-scores, fdr)
             method = threshold
         elif threshold == "fdr":
-            value = scoring.fdr_threshold(scores, 10.0**-scores, fdr)
+            value = thresholds.fdr_threshold(scores, 10.0**-scores, fdr)
             method = threshold
         elif threshold == "otsu":
-            value = scoring.otsu_threshold(scores)
+            value = thresholds.otsu_threshold(scores)
             method = threshold
         else:
             value = float(threshold)

@@ -1,0 +1,192 @@
+"""Energy offsets of spectra against their reconstructions (pure PyTorch).
+
+The network reconstructs each pixel's spectrum at a position of its own
+choosing; where the pixel's spectrum actually sits (spectrometer drift, or a
+chemical shift of a whole edge) is an explicit per-pixel *energy offset*,
+fitted by Gauss-Newton on the counts' likelihood. Training fits it too, so
+the network has no reason to spend its latent space on energy translations:
+drift never becomes part of what it learns, and a shifted pixel can be told
+from its neighbours by its offset (see :mod:`hyperspy_vae.scoring`).
+
+Offsets are in channels, positive when the spectrum sits higher in energy
+than the reconstruction.
+"""
+
+import torch
+
+__all__ = ["shift_logits", "fit_offsets", "coarse_offsets"]
+
+
+def _cubic_weights(fraction):
+    """Catmull-Rom weights of the four neighbours and their derivatives."""
+    f = fraction[..., None]
+    f2, f3 = f * f, f * f * f
+    weights = torch.cat(
+        [
+            (-f3 + 2 * f2 - f) / 2,
+            (3 * f3 - 5 * f2 + 2) / 2,
+            (-3 * f3 + 4 * f2 + f) / 2,
+            (f3 - f2) / 2,
+        ],
+        dim=-1,
+    )
+    derivatives = torch.cat(
+        [
+            (-3 * f2 + 4 * f - 1) / 2,
+            (9 * f2 - 10 * f) / 2,
+            (-9 * f2 + 8 * f + 1) / 2,
+            (3 * f2 - 2 * f) / 2,
+        ],
+        dim=-1,
+    )
+    return weights, derivatives
+
+
+def shift_logits(logits, offset, derivative=False):
+    """Logits moved up in energy by ``offset`` channels (cubic interpolation).
+
+    ``out[k] = logits(k - offset)``, interpolated with Catmull-Rom cubics
+    (exact for quadratics, smooth, no overshoot beyond a few percent);
+    beyond the ends the end values continue. Differentiable in ``logits``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(batch, n_channels)``.
+    offset : torch.Tensor
+        ``(batch,)`` channels.
+    derivative : bool, default False
+        Also return the derivative of the output with respect to ``offset``.
+
+    Returns
+    -------
+    torch.Tensor or tuple of torch.Tensor
+    """
+    n_channels = logits.shape[-1]
+    position = (
+        torch.arange(n_channels, device=logits.device, dtype=logits.dtype)
+        - offset[:, None]
+    )
+    base = torch.floor(position)
+    weights, slopes = _cubic_weights(position - base)
+    index = base.long()[..., None] + torch.arange(-1, 3, device=logits.device)
+    index = index.clamp(0, n_channels - 1)
+    values = torch.gather(logits, 1, index.reshape(len(logits), -1)).reshape(
+        *index.shape
+    )  # (batch, n_channels, 4)
+    shifted = (values * weights).sum(-1)
+    if not derivative:
+        return shifted
+    # d position / d offset = -1.
+    return shifted, -(values * slopes).sum(-1)
+
+
+def fit_offsets(logits, counts, offset, n_iter=4, weight=None, max_step=1.0):
+    """Gauss-Newton fit of each spectrum's energy offset.
+
+    The expected counts are ``total * softmax(shift_logits(logits, o))``;
+    each step moves ``o`` by the weighted projection of the residual on the
+    expected counts' derivative (weights ``1 / expected``: counts whose
+    variance is their mean), at most ``max_step`` channels.
+
+    Parameters
+    ----------
+    logits : torch.Tensor
+        ``(batch, n_channels)`` reconstruction logits (at offset 0).
+    counts : torch.Tensor
+        ``(batch, n_channels)`` effective counts.
+    offset : torch.Tensor
+        ``(batch,)`` starting offsets (channels).
+    n_iter : int, default 4
+        Gauss-Newton steps.
+    weight : torch.Tensor, optional
+        ``(batch, n_channels)`` channel weights in [0, 1] (0 leaves a channel
+        out, e.g. a cosmic-ray spike: out of the fit and of the total the
+        expected counts are scaled to).
+    max_step : float, default 1.0
+        Largest change of an offset in one step, in channels.
+
+    Returns
+    -------
+    offset : torch.Tensor
+        ``(batch,)`` fitted offsets.
+    expected : torch.Tensor
+        ``(batch, n_channels)`` expected counts at the fitted offsets.
+    tangent : torch.Tensor
+        ``(batch, n_channels)`` derivative of ``expected`` with respect to
+        the offset.
+    """
+    offset = offset.clone()
+    with torch.no_grad():
+        for step in range(n_iter + 1):
+            shifted, slope = shift_logits(logits, offset, derivative=True)
+            p = torch.softmax(shifted, dim=-1)
+            if weight is None:
+                total = counts.sum(dim=-1, keepdim=True)
+            else:
+                # The total of the channels kept, over their share of the shape.
+                total = (weight * counts).sum(-1, keepdim=True) / (weight * p).sum(
+                    -1, keepdim=True
+                ).clamp_min(1e-12)
+            expected = total * p
+            tangent = expected * (slope - (p * slope).sum(-1, keepdim=True))
+            if step == n_iter:
+                break
+            w = 1.0 / expected.clamp_min(1e-6)
+            if weight is not None:
+                w = w * weight
+            numerator = ((counts - expected) * tangent * w).sum(-1)
+            denominator = (tangent * tangent * w).sum(-1).clamp_min(1e-12)
+            offset = offset + (numerator / denominator).clamp(-max_step, max_step)
+    return offset, expected, tangent
+
+
+def coarse_offsets(counts, logits, max_shift):
+    """Whole-channel offsets of greatest likelihood (cross-correlation).
+
+    The multinomial log-likelihood of the counts at offset ``L`` is
+    ``sum_k y_k log p(k - L) - N log sum_k p(k - L)``: a cross-correlation of
+    the counts with the log spectral shape, less the total ``N`` times the
+    log of the moved shape's sum over the window (the shape continues its
+    end values beyond the ends), computed for every ``L`` within
+    ``+-max_shift`` channels at once by FFT. A starting point for :func:`fit_offsets` when offsets may exceed
+    a feature's width; unlike a correlation of derivatives it is not thrown
+    off by the noise of each channel.
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        ``(batch, n_channels)``.
+    logits : torch.Tensor
+        ``(batch, n_channels)`` reconstruction logits.
+    max_shift : int
+        Largest offset searched, in channels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch,)`` float offsets (whole channels).
+    """
+    n = counts.shape[-1]
+    max_shift = int(max(0, min(max_shift, n // 4)))
+    if max_shift == 0:
+        return torch.zeros(counts.shape[0], device=counts.device)
+    log_shape = torch.log_softmax(logits.float(), dim=-1)
+    padded = torch.nn.functional.pad(
+        log_shape[:, None], (max_shift, max_shift), mode="replicate"
+    )[:, 0]
+    length = 1 << (n + 2 * max_shift + n).bit_length()
+    # c[j] = sum_k y_k padded[k + j] for j = 0 .. 2 max_shift; offset L = max_shift - j.
+    correlation = torch.fft.irfft(
+        torch.conj(torch.fft.rfft(counts.float(), n=length))
+        * torch.fft.rfft(padded, n=length),
+        n=length,
+    )[:, : 2 * max_shift + 1]
+    # The shape moved by L is renormalised over the window: its log-sum
+    # enters the likelihood times the total counts.
+    mass = torch.nn.functional.pad(torch.cumsum(torch.exp(padded), dim=-1), (1, 0))
+    lags = torch.arange(2 * max_shift + 1, device=counts.device)
+    window_mass = mass[:, lags + n] - mass[:, lags]
+    total = counts.float().sum(-1, keepdim=True)
+    likelihood = correlation - total * torch.log(window_mass.clamp_min(1e-30))
+    return (max_shift - likelihood.argmax(dim=-1)).float()

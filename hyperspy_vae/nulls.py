@@ -1,0 +1,188 @@
+"""Null distributions of the scores, their p-values and combination (numpy).
+
+Every score is turned into a p-value twice, and the larger is kept, so the
+p-value is valid if either null is right:
+
+* a *theoretical* null, from the estimated noise model alone (the score of
+  a pixel that the model reconstructs perfectly): a standard normal for the
+  standardised shift, and for the maximum-type scores the same statistic
+  computed on simulated noise with the measured channel correlations;
+* an *empirical* null, fitted with robust statistics to calibration pixels
+  that neither trained the model nor are scored against it (see
+  :mod:`hyperspy_vae.detector`): it adds whatever misfit the model has.
+
+The p-values are combined with a weighted Bonferroni correction, its weights
+fixed in advance (valid under any dependence between the scores).
+"""
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "KINDS",
+    "correlated_normals",
+    "null_p_values",
+    "combine_p_values",
+]
+
+#: How each kind of score is tested: "two-sided" for standardised signed
+#: scores, "maximum" for maxima of many standardised values (Gumbel tail of
+#: their square), "distance" for positive distances with no theoretical null
+#: (exponential tail of their logarithm).
+KINDS = ("two-sided", "maximum", "distance")
+_EPS = 1e-12
+_P_FLOOR = 1e-300
+
+
+def correlated_normals(rng, n, n_channels, correlation):
+    """Standard normal vectors with the given channel correlations.
+
+    White noise filtered by the square root of the correlations' power
+    spectrum (negative parts of the estimate clipped).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    n : int
+        Number of vectors.
+    n_channels : int
+        Length of each.
+    correlation : numpy.ndarray
+        Correlations at lags ``0, 1, ...`` (``correlation[0] == 1``).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, n_channels)``.
+    """
+    lags = np.asarray(correlation, dtype=np.float64)
+    white = rng.standard_normal((n, n_channels))
+    if lags.size <= 1 or not np.any(lags[1:]):
+        return white
+    length = 1 << int(np.ceil(np.log2(n_channels + 2 * lags.size)))
+    sequence = np.zeros(length)
+    sequence[: lags.size] = lags
+    sequence[length - lags.size + 1 :] = lags[1:][::-1]
+    power = np.clip(np.fft.rfft(sequence).real, 0.0, None)
+    padded = rng.standard_normal((n, length))
+    noise = np.fft.irfft(np.fft.rfft(padded) * np.sqrt(power), n=length)
+    noise = noise[:, :n_channels]
+    return noise / np.sqrt(np.mean(power))
+
+
+def _normal_p(values, calibration):
+    z = np.asarray(values, dtype=np.float64)
+    theory = 2 * stats.norm.sf(np.abs(z))
+    if calibration is None or np.size(calibration) < 2:
+        return theory
+    centre = np.median(calibration)
+    spread = max(stats.median_abs_deviation(calibration, scale="normal"), 1.0)
+    empirical = 2 * stats.norm.sf(np.abs(z - centre) / spread)
+    return np.maximum(theory, empirical)
+
+
+def _gumbel(squares):
+    """Gumbel location and scale of squared maxima, from median and IQR.
+
+    Robust: the calibration pixels may hold a few anomalies.
+    """
+    q25, median, q75 = np.quantile(squares, [0.25, 0.5, 0.75])
+    beta = max((q75 - q25) / 1.5725, _EPS)
+    return median - 0.3665 * beta, beta
+
+
+def _gumbel_p(values, fit):
+    mu, beta = fit
+    x = np.asarray(values, dtype=np.float64) ** 2
+    # Far in the tail 1 - exp(-e) underflows to e: keep that precision.
+    return -np.expm1(-np.exp(-(x - mu) / beta))
+
+
+def _maximum_p(values, calibration, theory):
+    p = np.zeros(np.shape(values))
+    for reference in (calibration, theory):
+        if reference is not None and np.size(reference) >= 2:
+            p = np.maximum(p, _gumbel_p(values, _gumbel(np.square(reference))))
+    return p
+
+
+def _distance_p(values, calibration):
+    """Exponential tail of log distances above the calibration's 90th percentile.
+
+    Below it, the conformal p-value ``(1 + #{calibration >= x}) / (n + 1)``;
+    above it, that at the percentile times ``exp(-(x - q90) / b)``, with
+    ``b`` the mean excess of the calibration's log distances over ``q90``
+    (the exponential's maximum-likelihood scale). On the log scale, an
+    exponential tail is a power law in the distance: heavier than a normal
+    tail, so it does not make an outlying distance look rarer than it is.
+    """
+    x = np.log(np.maximum(np.asarray(values, dtype=np.float64), 0.0) + _EPS)
+    c = np.sort(np.log(np.maximum(np.asarray(calibration, np.float64), 0.0) + _EPS))
+    n = c.size
+    above = n - np.searchsorted(c, x, side="left")
+    p = (1.0 + above) / (n + 1.0)
+    q90 = np.quantile(c, 0.9)
+    excess = c[c > q90] - q90
+    scale = max(np.mean(excess) if excess.size else 0.0, 0.05)
+    at_q90 = (1.0 + np.sum(c >= q90)) / (n + 1.0)
+    tail = x > q90
+    p[tail] = at_q90 * np.exp(-(x[tail] - q90) / scale)
+    return p
+
+
+def null_p_values(values, kind, calibration=None, theory=None):
+    """p-values of a score under its null.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The scores to test.
+    kind : {"two-sided", "maximum", "distance"}
+        See :data:`KINDS`.
+    calibration : numpy.ndarray, optional
+        The same score on calibration pixels (empirical null).
+    theory : numpy.ndarray, optional
+        For ``"maximum"``: the score on simulated noise (theoretical null).
+
+    Returns
+    -------
+    numpy.ndarray
+        p-values in (0, 1], the larger of the two nulls'.
+    """
+    if kind == "two-sided":
+        p = _normal_p(values, calibration)
+    elif kind == "maximum":
+        p = _maximum_p(values, calibration, theory)
+    elif kind == "distance":
+        if calibration is None or np.size(calibration) < 2:
+            return np.ones(np.shape(values))
+        p = _distance_p(values, calibration)
+    else:
+        raise ValueError(f"Unknown kind {kind!r}; use one of {KINDS}.")
+    return np.clip(p, _P_FLOOR, 1.0)
+
+
+def combine_p_values(p_values, weights=None):
+    """Weighted Bonferroni combination: ``min(1, min_j p_j / w_j)``.
+
+    Valid under any dependence between the scores when the weights, fixed
+    before seeing the data, sum to one.
+
+    Parameters
+    ----------
+    p_values : dict of numpy.ndarray
+        One p-value array per score.
+    weights : dict of float, optional
+        Weight of each score (renormalised over the scores present); equal
+        weights by default.
+
+    Returns
+    -------
+    numpy.ndarray
+        Combined p-value per pixel.
+    """
+    names = list(p_values)
+    w = np.array([1.0 if weights is None else weights[name] for name in names])
+    w = w / w.sum()
+    stacked = np.stack([p_values[name] for name in names])
+    return np.minimum(1.0, np.min(stacked / w[:, None], axis=0))
