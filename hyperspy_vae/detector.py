@@ -363,10 +363,19 @@ def detect(
 
     per_model, firsts, residual_stats, typical_weight = [], [], [], None
     for f, model in enumerate(models):
-        first = _offsets_pass(model, cube, device, batch_size, limit, correlation)
+        if f == 1 and models[1] is models[0]:
+            first = firsts[0]  # one fixed reconstruction (PCA): the same offsets
+        else:
+            first = _offsets_pass(model, cube, device, batch_size, limit, correlation)
         offset = first["offset"] - (0.0 if known is None else known)
         references, errors, step = scoring.offset_references(
             offset, first["offset_error"], map_shape, window
+        )
+        choice = scoring.candidate_choice(
+            first["latent_mean"],
+            scoring.latent_candidates(first["latent_mean"], map_shape, window),
+            step,
+            map_shape,
         )
         context = {
             "correlation": correlation,
@@ -422,7 +431,7 @@ def detect(
                 out["side_information"],
                 out["side_likelihood_ratio"] / dispersion,
                 errors,
-                step,
+                choice,
             ),
             map_shape,
             window // 2,

@@ -48,6 +48,8 @@ __all__ = [
     "offset_references",
     "offset_score",
     "context_shift",
+    "latent_candidates",
+    "candidate_choice",
     "context_latent",
     "smooth_along_rows",
     "row_trends",
@@ -560,6 +562,132 @@ def offset_references(offset, offset_error, map_shape, window):
     return refs, errs, step
 
 
+#: A pixel sits beside a phase boundary when its latent point is closer to
+#: the pixels just on one side than this fraction of its distance to those
+#: just on the other side...
+BOUNDARY_RATIO = 0.5
+#: ... and that far side departs from it by more than this many noise units
+#: per informative latent coordinate (a smooth trend does neither).
+BOUNDARY_DEPARTURE = 3.0
+#: Pixels on each side that show a boundary right beside a pixel.
+BOUNDARY_RUN = 3
+
+
+def latent_candidates(latent, map_shape, window):
+    """Latent points of the five candidate references of :func:`offset_references`.
+
+    The line through the row neighbours' latent points (each coordinate
+    apart), the left and right medians, and the medians of the
+    :data:`VERTICAL_RUN` pixels above and below.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(5, n_pixels, latent_dim)``; NaN where a candidate does not exist.
+    """
+    latent = np.asarray(latent, dtype=np.float64)
+    n, dims = latent.shape
+    ones = np.ones(n)
+    out = np.full((5, n, dims), np.nan)
+    for d in range(dims):
+        out[0, :, d] = _row_lines(latent[:, d], ones, map_shape, window)[0]
+    out[1], out[2], _, _ = one_sided_references(
+        latent, map_shape, window, keep_short=True
+    )
+    n_maps, rows, cols = map_shape
+    maps = latent.reshape(n_maps, rows, cols, dims)
+    for index, direction in ((3, -1), (4, 1)):
+        values = np.full((VERTICAL_RUN, n_maps, rows, cols, dims), np.nan)
+        for k in range(1, min(VERTICAL_RUN, rows - 1) + 1):
+            if direction < 0:
+                values[k - 1][:, k:] = maps[:, :-k]
+            else:
+                values[k - 1][:, :-k] = maps[:, k:]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # no row there
+            out[index] = np.nanmedian(values, axis=0).reshape(n, dims)
+    return out
+
+
+def candidate_choice(latent, candidates, step, map_shape):
+    """Which candidate reference each pixel is compared with.
+
+    The latent points carry what a spectrum looks like, not where it sits,
+    so they tell which side of a phase boundary a pixel belongs to without
+    looking at its own energy offset. A boundary is right beside a pixel
+    when its latent point is much closer to the median of the
+    :data:`BOUNDARY_RUN` pixels just on one side than to those just on the
+    other (:data:`BOUNDARY_RATIO`), and the far ones depart from it clearly
+    (:data:`BOUNDARY_DEPARTURE`):
+
+    * both sides of its row exist: at a boundary, the near side (1 left, 2
+      right); else, where the offsets' sides disagree (a drift step), -1:
+      the smallest score of the line and the two sides; else the line (0);
+    * one side only (a row's end): at a boundary, the vertical candidate (3
+      up, 4 down) nearer in latent; else the line;
+    * no side: -2, the smallest score of every candidate.
+
+    Parameters
+    ----------
+    latent : numpy.ndarray
+        ``(n_pixels, latent_dim)``.
+    candidates : numpy.ndarray
+        ``(5, n_pixels, latent_dim)`` from :func:`latent_candidates`.
+    step : numpy.ndarray of bool
+        ``(n_pixels,)`` from :func:`offset_references`.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        ``(n_pixels,)``.
+    """
+    latent = np.asarray(latent, dtype=np.float64)
+    n, dims = latent.shape
+    # Each coordinate in units of its pixel-to-pixel noise (neighbours along
+    # a row differ by sqrt(2) of it); coordinates that barely vary over the
+    # map beyond that noise carry no phase and are left out.
+    rows = latent.reshape(-1, map_shape[2], dims)
+    difference = np.diff(rows, axis=1).reshape(-1, dims)
+    noise = 1.4826 * np.median(np.abs(difference), axis=0) / np.sqrt(2)
+    noise = np.maximum(noise, 1e-9)
+    informative = latent.std(axis=0) > 2 * noise
+    has_left = np.isfinite(candidates[1]).all(axis=1)
+    has_right = np.isfinite(candidates[2]).all(axis=1)
+    choice = np.where(step, -1, 0)
+    choice = np.where(has_left ^ has_right, 0, choice)
+    choice = np.where(~has_left & ~has_right, -2, choice)
+    if not informative.any():
+        return choice
+    scaled = latent[:, informative] / noise[informative]
+    near_left, near_right, _, _ = one_sided_references(
+        scaled, map_shape, BOUNDARY_RUN, keep_short=True
+    )
+
+    def distance(reference):
+        d = np.sqrt(np.sum((scaled - reference) ** 2, axis=-1))
+        return np.where(np.isfinite(d), d, np.inf)
+
+    d_left, d_right = distance(near_left), distance(near_right)
+    near = np.minimum(d_left, d_right)
+    far = np.maximum(d_left, d_right)
+    departure = BOUNDARY_DEPARTURE * np.sqrt(informative.sum())
+    boundary = (near < BOUNDARY_RATIO * far) & (far > departure) & np.isfinite(far)
+    choice = np.where(
+        boundary & has_left & has_right, np.where(d_left <= d_right, 1, 2), choice
+    )
+    # At a row's end the one row side is the far one: look up and down.
+    d_up = distance(candidates[3][:, informative] / noise[informative])
+    d_down = distance(candidates[4][:, informative] / noise[informative])
+    side = np.where(has_left, d_left, d_right)
+    vertical = np.minimum(d_up, d_down)
+    edge = (
+        (has_left ^ has_right) & (vertical < BOUNDARY_RATIO * side) & (side > departure)
+    )
+    return np.where(edge, np.where(d_up <= d_down, 3, 4), choice)
+
+
 def offset_score(counts, expected, tangent, correlation, spikes=None):
     """Score statistic of the energy offset at the offset of ``expected``.
 
@@ -588,7 +716,7 @@ def offset_score(counts, expected, tangent, correlation, spikes=None):
 
 
 def context_shift(
-    scores, variances, informations, likelihood_ratios, reference_errors, step
+    scores, variances, informations, likelihood_ratios, reference_errors, choice
 ):
     """Standardised energy shift of each pixel against its neighbours.
 
@@ -598,9 +726,10 @@ def context_shift(
     for a small shift; unlike it, it keeps growing for a shift wider than
     the edge), divided by ``sqrt(1 + I**2 se**2 / V)`` for the reference's
     own error ``se``. The ``I / V`` factor corrects the likelihood ratio for
-    correlated channels. The line's ``z`` where the sides agree; beside a
-    step or boundary, the other candidate with the smallest ``|z|`` (the
-    pixel's own side). A pixel with no neighbour: 0.
+    correlated channels. Each pixel takes the candidate of ``choice`` (see
+    :func:`candidate_choice`); where it is -1, the smallest ``|z|`` of the
+    line and the two sides, -2 of every candidate. A pixel with no
+    neighbour: 0.
 
     Parameters
     ----------
@@ -611,8 +740,8 @@ def context_shift(
         less that of each candidate's.
     reference_errors : numpy.ndarray
         ``(5, n_pixels)`` from :func:`offset_references` (NaN: no candidate).
-    step : numpy.ndarray of bool
-        ``(n_pixels,)`` from :func:`offset_references`.
+    choice : numpy.ndarray of int
+        ``(n_pixels,)`` from :func:`candidate_choice`.
 
     Returns
     -------
@@ -625,8 +754,12 @@ def context_shift(
         )
         z = root / np.sqrt(1.0 + informations**2 * reference_errors**2 / variances)
     z = np.where(np.isfinite(z), z, np.inf)
-    sides = z[1:][np.argmin(np.abs(z[1:]), axis=0), np.arange(z.shape[1])]
-    best = np.where(step, sides, z[0])
+    pixels = np.arange(z.shape[1])
+    every = z[np.argmin(np.abs(z), axis=0), pixels]
+    row = z[np.argmin(np.abs(z[:3]), axis=0), pixels]
+    chosen = z[np.maximum(choice, 0), pixels]
+    best = np.where(choice == -1, row, np.where(choice == -2, every, chosen))
+    best = np.where(np.isfinite(best), best, every)
     return np.where(np.isfinite(best), best, 0.0)
 
 

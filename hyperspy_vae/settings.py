@@ -39,9 +39,11 @@ class VAESettings:
         Adam learning rate.
     batch_size : int, default 128
         Patches per training step.
-    max_steps : int, default 1500
-        Upper bound of training steps (mini-batches).
-    eval_every : int, default 50
+    max_steps : int, default 1000
+        Upper bound of training steps (mini-batches); training usually stops
+        long before, when the held-out loss stops improving near its noise
+        floor.
+    eval_every : int, default 25
         Steps between two evaluations of the held-out loss.
     patience : int, default 4
         Evaluations without improvement before training stops early.
@@ -80,7 +82,7 @@ class VAESettings:
     kl_warmup_steps: int = 300
     learning_rate: float = 2e-3
     batch_size: int = 128
-    max_steps: int = 200
+    max_steps: int = 1000
     eval_every: int = 25
     patience: int = 4
     validation_fraction: float = 0.1

@@ -83,7 +83,8 @@ def test_context_shift_compares_a_pixel_with_its_own_side_of_a_step():
     information = np.full(refs.shape, 100.0)
     scores = information * (offsets.ravel() - refs)
     ratio = information * (offsets.ravel() - refs) ** 2
-    z = scoring.context_shift(scores, information, information, ratio, errs, step)
+    choice = np.where(step, -1, 0)
+    z = scoring.context_shift(scores, information, information, ratio, errs, choice)
     z = z.reshape(4, 40)
     assert z[1, 8] > 10
     z[1, 8] = 0

@@ -80,11 +80,6 @@ def test_spikes_are_reported_not_flagged():
     assert _flags(amap).sum() <= 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10, open: pixels beside a phase boundary whose energy differs "
-    "by less than the sides' disagreement limit are still flagged",
-)
 def test_a_second_phase_is_not_an_anomaly():
     s, _ = fe_l23_spectrum_image(
         (24, 24), fraction=0.0, second_phase=0.4, random_state=6, **SMALL

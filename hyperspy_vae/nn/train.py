@@ -128,6 +128,13 @@ def output_blur(dispersion):
     return max(FINEST_FEATURE_EV, d) / d
 
 
+#: Training goes on (with a halved learning rate) while the held-out
+#: deviance exceeds what a perfect model would score by more than this
+#: fraction: at high counts the model's misfit, not the noise, would
+#: otherwise decide the scores.
+MISFIT_TOLERANCE = 0.01
+#: Most halvings of the learning rate before training stops anyway.
+MAX_HALVINGS = 3
 #: Gauss-Newton steps of the energy offsets per training batch (each pixel's
 #: offset is kept between visits, so a few steps per visit converge).
 _OFFSET_STEPS = 2
@@ -206,19 +213,31 @@ def _update_drift(offsets, train_index, map_shape):
 
 
 def _validation_loss(model, cube, index, settings, device, offsets, drift):
+    """Trimmed mean held-out deviance, and what a perfect model would score.
+
+    The second (the noise floor) is the same trimmed mean for counts drawn
+    from the model's own expected counts: where the first stays well above
+    it, the model still misses structure that the counts resolve.
+    """
     model.eval()
-    deviances = []
+    deviances, floors = [], []
     with torch.no_grad():
         for start in range(0, len(index), settings.inference_batch_size):
             chunk = index[start : start + settings.inference_batch_size]
-            deviances.append(
-                _batch_losses(model, cube, chunk, device, False, offsets, drift, False)[
-                    1
-                ]
-            )
+            patches = to_device(cube.patches(chunk), device).float()
+            counts = to_device(cube.centre_counts(chunk), device)
+            logits, _, _ = model(patches, sample=False)
+            where = torch.as_tensor(chunk, device=offsets.device)
+            aligned = shift_logits(logits.float(), drift[where].to(device))
+            deviances.append(multinomial_deviance(aligned, counts))
+            expected = counts.sum(-1, keepdim=True) * torch.softmax(aligned, -1)
+            floors.append(multinomial_deviance(aligned, torch.poisson(expected)))
     model.train()
-    deviance = torch.cat(deviances)
-    return float(deviance[_kept(deviance, settings.trim_fraction)].mean())
+    deviance, floor = torch.cat(deviances), torch.cat(floors)
+    return (
+        float(deviance[_kept(deviance, settings.trim_fraction)].mean()),
+        float(floor[_kept(floor, settings.trim_fraction)].mean()),
+    )
 
 
 def _data_statistics(cube, index, rng, n_sample=2048):
@@ -326,6 +345,7 @@ def fit(
         best = (math.inf, copy.deepcopy(model.state_dict()))
         good_state = copy.deepcopy(model.state_dict())
         stale = 0
+        halvings = 0
         running = []
         bar = progressbar(
             range(1, settings.max_steps + 1),
@@ -357,12 +377,13 @@ def fit(
                 running.append(float(deviance[keep].mean()))
                 if step % settings.eval_every == 0 or step == settings.max_steps:
                     drift = _update_drift(offsets, train_index, map_shape)
-                    val = _validation_loss(
+                    val, floor = _validation_loss(
                         model, cube, val_index, settings, device, offsets, drift
                     )
                     history["step"].append(step)
                     history["train_loss"].append(float(np.mean(running)))
                     history["validation_loss"].append(val)
+                    history.setdefault("noise_floor", []).append(floor)
                     running = []
                     if not math.isfinite(val):
                         _recover(model, optimizer, good_state, step)
@@ -375,7 +396,18 @@ def fit(
                     else:
                         stale += 1
                         if stale >= settings.patience:
-                            break
+                            # Still well above the noise floor (high counts):
+                            # a smaller step, not a stop.
+                            if (
+                                val > floor * (1 + MISFIT_TOLERANCE)
+                                and halvings < MAX_HALVINGS
+                            ):
+                                halvings += 1
+                                stale = 0
+                                for group in optimizer.param_groups:
+                                    group["lr"] *= 0.5
+                            else:
+                                break
         except KeyboardInterrupt:
             history["interrupted"] = True
             warnings.warn(
