@@ -288,7 +288,8 @@ def vae_anomalies(
     if signal._lazy:
         amap = amap.as_lazy()
     history = {"fits": detection.histories}
-    history["n_train"] = int(detection.train_index.size)
+    if trained is None:
+        history["n_train"] = int(detection.train_index.size)
     results = VAEResults(
         settings=config,
         random_state=seed,
@@ -670,7 +671,14 @@ def plot_vae_loss(signal, ax=None):
             color=f"C{i}",
             label=f"model {i + 1}: held out",
         )
-    ax.axhline(1.0, color="0.5", lw=0.8, label="Poisson noise floor")
+        if h.get("noise_floor"):
+            ax.plot(
+                h["step"],
+                np.array(h["noise_floor"]) / n_channels,
+                color=f"C{i}",
+                ls=":",
+                label=f"model {i + 1}: noise floor",
+            )
     ax.set_xlabel("Training step")
     ax.set_ylabel("Deviance per channel")
     ax.set_title(f"VAE training of {signal.metadata.General.title}", fontsize="medium")

@@ -69,14 +69,20 @@ class FixedReconstruction:
 
 
 def _align(logits, y, start, spike_limit, n_iter=4):
-    """Offsets from ``start`` by Gauss-Newton, spikes found and left out."""
+    """Offsets from ``start`` by Gauss-Newton, spikes found and left out.
+
+    ``spike_limit`` is the pair (limit of the spike statistic, per-channel
+    Poisson tail probability) of :func:`scoring.find_spikes`.
+    """
     import torch
 
     from .nn.alignment import fit_offsets
 
     offset, expected, tangent = fit_offsets(logits, y, start, n_iter)
     residual = (y - expected) / torch.sqrt(expected.clamp_min(1e-12))
-    spikes = scoring.find_spikes(residual, spike_limit)
+    spikes = scoring.find_spikes(
+        residual, spike_limit[0], y, expected, alpha=spike_limit[1]
+    )
     if bool(spikes.any()):
         offset, expected, tangent = fit_offsets(
             logits, y, offset, 2, weight=(~spikes).float()
@@ -158,9 +164,11 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation):
 def _statistics_pass(model, cube, index, device, batch_size, context, first):
     """Statistics of the pixels ``index`` (None: all) under ``model``.
 
-    Each pixel is aligned starting from its row neighbours' offset (so a
-    weak edge cannot send it to a wrong optimum), the offset score is taken
-    at each side's offset, and the other statistics at the pixel's own.
+    Each pixel is aligned by Gauss-Newton from its neighbours' offset and
+    from its own first-pass offset, keeping the likelier; the shift score
+    is taken at each candidate reference's offset (see
+    :func:`scoring.offset_references`), the other statistics at the pixel's
+    own offset.
     """
     import torch
 
@@ -169,6 +177,7 @@ def _statistics_pass(model, cube, index, device, batch_size, context, first):
 
     references, known = context["references"], context["known_offset"]
     correlation = context["correlation"]
+    limit = context["spike_limit"]
     stats = context.get("residual_stats")
     results = []
     latent = (first["latent_mean"], first["latent_log_var"])
@@ -181,11 +190,20 @@ def _statistics_pass(model, cube, index, device, batch_size, context, first):
             warnings.simplefilter("ignore", RuntimeWarning)  # no candidate
             start = np.nanmedian(sides, axis=0)
         start = np.where(np.isfinite(start), start, first["offset"][part])
-        offset, expected, tangent, spikes = _align(
-            logits,
-            y,
-            to_device(start.astype(np.float32), device),
-            context["spike_limit"],
+        # From the neighbours' offset and from the pixel's own (a shift wider
+        # than the Gauss-Newton steps reach from either alone): the likelier.
+        found = [
+            _align(logits, y, to_device(begin.astype(np.float32), device), limit)
+            for begin in (start, first["offset"][part])
+        ]
+        likelihoods = [
+            ((~sp).float() * torch.special.xlogy(y, m.clamp_min(1e-12))).sum(-1)
+            for _, m, _, sp in found
+        ]
+        better = likelihoods[1] > likelihoods[0]
+        offset, expected, tangent, spikes = (
+            torch.where(better if a.ndim == 1 else better[:, None], b, a)
+            for a, b in zip(*found, strict=True)
         )
         batch_stats = None
         if stats is not None:
@@ -355,7 +373,10 @@ def detect(
     windows = scoring.energy_windows(n_channels, cube.dispersion)
     correlation = cube.noise.correlation if cube.noise is not None else np.ones(1)
     sets = _calibration_sets(folds, halves, train_mask)
-    limit = scoring.spike_limit(cube.n_pixels * n_channels, correlation)
+    limit = (
+        scoring.spike_limit(cube.n_pixels * n_channels, correlation),
+        scoring.spike_alpha(cube.n_pixels * n_channels),
+    )
     batch_size = settings.inference_batch_size
     rng = np.random.default_rng(seed)
     window = scoring.run_window(map_shape[2])
@@ -429,7 +450,7 @@ def detect(
                 out["side_score"],
                 out["side_variance"] * dispersion,
                 out["side_information"],
-                out["side_likelihood_ratio"] / dispersion,
+                out["side_likelihood_ratio"],
                 errors,
                 choice,
             ),

@@ -7,10 +7,11 @@ a fold, alternate block rows form two *halves*: the null distribution used
 for one half's p-values is fitted on the other half, so no pixel is scored
 against a null it helped to fit.
 
-Blocks are wider than an anomalous cluster, so a cluster's pixels mostly
+There are eight blocks along each side (sixteen along a line scan), so each
+fold sees every region of the map; on a map of 64 pixels or more a side,
+blocks are wider than an anomalous cluster, so a cluster's pixels mostly
 fall in one fold (a model does not learn half of a cluster and then find its
-other half normal), and there are eight per side, so each fold sees every
-region of the map.
+other half normal). On smaller maps blocks shrink to single pixels.
 """
 
 import numpy as np
@@ -42,9 +43,8 @@ def block_folds(map_shape):
         fold_2d = (bx % 2)[None, :]
         half_2d = ((bx // 2) % 2)[None, :]
     else:
-        side = max(1, min(rows, cols) // BLOCKS_PER_SIDE)
-        by = np.arange(rows)[:, None] // side
-        bx = np.arange(cols)[None, :] // side
+        by = np.arange(rows)[:, None] // max(1, rows // BLOCKS_PER_SIDE)
+        bx = np.arange(cols)[None, :] // max(1, cols // BLOCKS_PER_SIDE)
         fold_2d = (by + bx) % 2
         half_2d = np.broadcast_to(by % 2, (rows, cols))
     folds = np.broadcast_to(fold_2d, (n_maps, rows, cols)).ravel()

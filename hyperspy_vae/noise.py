@@ -137,15 +137,43 @@ def biweight_variance(values, tuning=9.0):
     centre = np.median(x)
     mad = np.median(np.abs(x - centre))
     if not mad > 0:
-        mad = np.mean(np.abs(x - centre))
-    if not mad > 0:
-        return 0.0
+        # Mostly identical values (sparse counts): the plain variance.
+        return float(np.var(x))
     u = (x - centre) / (tuning * mad)
     inside = np.abs(u) < 1
     u, deviation = u[inside], (x - centre)[inside]
     numerator = np.sum(deviation**2 * (1 - u**2) ** 4)
     denominator = np.sum((1 - u**2) * (1 - 5 * u**2))
     return float(x.size * numerator / denominator**2 / _BIWEIGHT_NORMAL)
+
+
+def _fit_variance(centres, variances, sizes):
+    """Weighted least squares of ``variance = phi * mean + read_variance``.
+
+    Each group's variance has a relative error of about ``sqrt(2 / size)``,
+    so its weight is ``size / variance**2``. The two columns are scaled to
+    unit norm before solving. A negative read variance means none is
+    measurable: the slope is then fitted alone.
+
+    Returns
+    -------
+    phi, read_variance : float
+        NaN when fewer than two groups are usable.
+    """
+    if len(centres) < 2:
+        return float("nan"), 0.0
+    root = np.sqrt(sizes) / variances
+    design = np.stack([centres, np.ones_like(centres)], axis=1) * root[:, None]
+    target = variances * root
+    norms = np.linalg.norm(design, axis=0)
+    norms = np.where(norms > 0, norms, 1.0)
+    solution, *_ = np.linalg.lstsq(design / norms, target, rcond=None)
+    phi, read_variance = solution / norms
+    if read_variance < 0:
+        slope = design[:, 0]
+        phi = float(slope @ target / max(slope @ slope, 1e-300))
+        read_variance = 0.0
+    return float(phi), float(read_variance)
 
 
 def second_differences(cube, max_sample=MAX_SAMPLE, seed=0):
@@ -164,12 +192,14 @@ def second_differences(cube, max_sample=MAX_SAMPLE, seed=0):
     -------
     difference, mean : numpy.ndarray
         ``(n_triplets, n_channels)`` float64 each: ``c[x-1] - 2 c[x] +
-        c[x+1]`` and ``(c[x-1] + c[x] + c[x+1]) / 3`` along the longer of the
-        two scan axes (the fast one, columns, on a tie). Empty if that axis
-        has fewer than three pixels.
+        c[x+1]`` and ``(c[x-1] + c[x] + c[x+1]) / 3`` along the scan rows
+        (the fast axis: within a row the drift changes slowly, while it may
+        jump between rows; a lazy cube is read a row at a time), or along
+        the columns when rows are shorter than three pixels. Empty if
+        neither is.
     """
     n_maps, rows, cols, n_channels = cube.shape
-    along_rows = rows > cols
+    along_rows = cols < 3
     length = rows if along_rows else cols
     if length < 3:
         empty = np.zeros((0, n_channels))
@@ -230,28 +260,24 @@ def estimate_noise(cube, seed=0):
     centres = np.array([np.mean(mu[g]) for g in groups])
     variances = np.array([biweight_variance(d[g]) / 6.0 for g in groups])
     sizes = np.array([len(g) for g in groups], dtype=np.float64)
-    # Weighted least squares of variance on mean: each group's variance has
-    # a relative error of about sqrt(2 / size), so weights size / variance**2.
-    weights = sizes / np.maximum(variances, 1e-30) ** 2
-    design = np.stack([centres, np.ones_like(centres)], axis=1)
-    gram = design.T @ (design * weights[:, None])
-    phi, read_variance = np.linalg.solve(
-        gram + 1e-12 * np.trace(gram) * np.eye(2), design.T @ (weights * variances)
-    )
+    # Groups without noise (all-zero channels) say nothing of its growth.
+    usable = variances > 0
     warnings = []
-    if read_variance < 0:
-        # No measurable read noise: refit the slope alone.
-        read_variance = 0.0
-        phi = float(
-            np.sum(weights * centres * variances) / np.sum(weights * centres**2)
-        )
-    if not phi > 0:
+    phi, read_variance = _fit_variance(
+        centres[usable], variances[usable], sizes[usable]
+    )
+    typical = (
+        np.median(variances[usable] / np.maximum(centres[usable], 1e-12))
+        if (usable.any())
+        else 1.0
+    )
+    if not (np.isfinite(phi) and phi > 1e-3 * typical and phi > 0):
         warnings.append(
             "The noise does not grow with the signal, as counting noise does: "
             "these data do not look like counts (background-subtracted, "
-            "denoised or normalised?)."
+            "denoised or normalised?). Unit-gain counting noise is assumed."
         )
-        phi = max(float(np.median(variances / np.maximum(centres, 1e-12))), 1e-6)
+        phi, read_variance = 1.0, 0.0
     variance = phi * np.maximum(mean, 0.0) + read_variance
     standardised = difference / np.sqrt(6.0 * np.maximum(variance, 1e-12))
     standardised = np.where(np.abs(standardised) < 5.0, standardised, 0.0)

@@ -99,11 +99,12 @@ def _gumbel_p(values, fit):
 
 
 def _maximum_p(values, calibration, theory):
-    p = np.zeros(np.shape(values))
-    for reference in (calibration, theory):
-        if reference is not None and np.size(reference) >= 2:
-            p = np.maximum(p, _gumbel_p(values, _gumbel(np.square(reference))))
-    return p
+    references = [r for r in (calibration, theory) if r is not None and np.size(r) >= 2]
+    if not references:
+        return np.ones(np.shape(values))
+    return np.max(
+        [_gumbel_p(values, _gumbel(np.square(r))) for r in references], axis=0
+    )
 
 
 def _distance_p(values, calibration):

@@ -32,6 +32,15 @@ MIN_TRAIN_PIXELS = 16
 
 
 def check_signal(signal):
+    """Raise unless ``signal`` is a real-valued spectrum image.
+
+    Raises
+    ------
+    TypeError
+        Not a HyperSpy signal, or complex or non-numeric data.
+    ValueError
+        No signal axis of its own (or more than one), or no navigation axis.
+    """
     from hyperspy.signal import BaseSignal
 
     if not isinstance(signal, BaseSignal):
@@ -138,8 +147,9 @@ def folded_counts(signal, channels):
         # Lazy: nothing is read here; the cube reads it band by band.
         selected = data[selection].astype(np.float32)
         nav_shape = selected.shape[:-1]
-        if len(nav_shape) == 1:
-            return selected.reshape(1, 1, *selected.shape), nav_shape
+        if len(nav_shape) == 1 or nav_shape[-1] == 1:
+            # A line scan, or a map one pixel wide: one line of pixels.
+            return selected.reshape(1, 1, -1, selected.shape[-1]), nav_shape
         return selected.reshape(-1, *selected.shape[-3:]), nav_shape
     # C order with energy last: patches and spectra are gathered row by row.
     selected = np.ascontiguousarray(data[selection], dtype=np.float32)
@@ -155,14 +165,22 @@ def folded_counts(signal, channels):
             "navigation_mask or those channels with signal_mask."
         )
     nav_shape = selected.shape[:-1]
-    if len(nav_shape) == 1:
-        folded = selected.reshape(1, 1, *selected.shape)
+    if len(nav_shape) == 1 or nav_shape[-1] == 1:
+        # A line scan, or a map one pixel wide: one line of pixels.
+        folded = selected.reshape(1, 1, -1, selected.shape[-1])
     else:
         folded = selected.reshape(-1, *selected.shape[-3:])
     return folded, nav_shape
 
 
 def as_seed(random_state):
+    """A non-negative int seed from ``None`` (fresh), an int or a Generator.
+
+    Raises
+    ------
+    ValueError
+        For anything else.
+    """
     if random_state is None:
         return int(np.random.default_rng().integers(2**31 - 1))
     if isinstance(random_state, np.random.Generator):
@@ -176,6 +194,7 @@ def as_seed(random_state):
 
 
 def progressbar_setting(show_progressbar):
+    """``show_progressbar``, or HyperSpy's preference when it is None."""
     if show_progressbar is None:
         from hyperspy.defaults_parser import preferences
 
@@ -241,6 +260,7 @@ def resampled(signal, results):
 
 
 def is_integer(value):
+    """True for an integer (numpy's included), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 

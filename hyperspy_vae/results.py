@@ -2,6 +2,7 @@
 
 import json
 import math
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,10 @@ from .settings import VAESettings
 __all__ = ["VAEResults"]
 
 _FORMAT = "hyperspy_vae.VAEResults"
+#: Largest results file accepted, unpacked (a guard against zip bombs).
+_MAX_UNPACKED_BYTES = 8 * 2**30
+#: Largest decoder accepted from a file (parameters of its last layer).
+_MAX_PARAMETERS = 100_000_000
 _FORMAT_VERSION = 3
 
 
@@ -42,8 +47,9 @@ class VAEResults:
     navigation_mask : numpy.ndarray of bool or None
         True for pixels excluded from training (as passed by the user).
     scores : dict of numpy.ndarray
-        Navigation-shaped scores: ``combined`` (the anomaly map), ``deviance``,
-        ``pearson``, ``shift``, ``local`` and ``latent``.
+        Navigation-shaped scores: ``combined`` (the anomaly map), ``shift``,
+        ``edge_shift`` and ``local`` (combined), ``latent``, ``deviance`` and
+        ``pearson`` (kept).
     p_values : dict of numpy.ndarray
         Navigation-shaped null p-values of the combined scores.
     latent_mean, latent_log_var : numpy.ndarray
@@ -288,14 +294,22 @@ class VAEResults:
         path = Path(filename)
         if path.suffix != ".npz" and not path.exists():
             path = path.with_name(path.name + ".npz")
+        too_big = False
         try:
             with np.load(path, allow_pickle=False) as f:
-                arrays = {key: f[key] for key in f.files}
-        except ValueError as err:
+                unpacked = sum(info.file_size for info in f.zip.infolist())
+                too_big = unpacked > _MAX_UNPACKED_BYTES
+                arrays = {} if too_big else {key: f[key] for key in f.files}
+        except (ValueError, AttributeError, TypeError, zipfile.BadZipFile) as err:
             raise ValueError(
                 f"{path} is not a hyperspy_vae results file (or it holds pickled "
                 "objects, which are refused)."
             ) from err
+        if too_big:
+            raise ValueError(
+                f"{path} would unpack to {unpacked / 2**30:.1f} GiB, more than a "
+                "results file holds; it is refused."
+            )
         if "metadata_json" not in arrays:
             raise ValueError(f"{path} is not a hyperspy_vae results file.")
         meta = json.loads(str(arrays["metadata_json"]))
@@ -327,17 +341,32 @@ class VAEResults:
             raise ValueError(f"{path} is incomplete: {err!r} is missing.") from err
         if missing:
             raise ValueError(f"{path} is incomplete: {missing} missing.")
-        if energy.ndim != 1 or not 8 <= energy.size <= 100_000:
+        if (
+            energy.ndim != 1
+            or not 8 <= energy.size <= 100_000
+            or not np.issubdtype(energy.dtype, np.number)
+            or not np.isfinite(energy).all()
+        ):
             raise ValueError(f"{path} has an invalid energy axis.")
-        if max(settings.hidden_channels) > 4096 or settings.latent_dim > 4096:
+        if (
+            max(settings.hidden_channels) > 4096
+            or settings.latent_dim > 256
+            or settings.patch_size > 15
+        ):
             raise ValueError(f"{path} asks for an implausibly large network.")
         energy_bin = meta.get("energy_bin", 1)
         if not isinstance(energy_bin, int) or not 1 <= energy_bin <= energy.size:
             raise ValueError(f"{path} has an invalid energy binning {energy_bin!r}.")
         n_channels = math.ceil(energy.size / energy_bin)
-        n_models = meta.get("n_models", 2)
-        if not isinstance(n_models, int) or not 1 <= n_models <= 16:
-            raise ValueError(f"{path} has an invalid number of models {n_models!r}.")
+        # The decoder's last layer dominates: 8 * hidden[2] * n_channels.
+        if 8 * settings.hidden_channels[2] * n_channels > _MAX_PARAMETERS:
+            raise ValueError(f"{path} asks for an implausibly large network.")
+        n_models = meta.get("n_models")
+        if n_models != 2:
+            raise ValueError(
+                f"{path} has {n_models!r} networks; the two cross-fitted ones "
+                "are needed."
+            )
         models = []
         for i in range(n_models):
             model = CVAE3D(
@@ -356,18 +385,48 @@ class VAEResults:
                 for key, value in arrays.items()
                 if key.startswith(prefix)
             }
+            if not all(
+                np.issubdtype(v.numpy().dtype, np.floating) and bool(v.isfinite().all())
+                for v in state.values()
+            ):
+                raise ValueError(f"The weights in {path} are not all finite numbers.")
             try:
                 model.load_state_dict(state, strict=True)
             except RuntimeError as err:
                 raise ValueError(
                     f"The weights in {path} do not match its settings: {err}"
                 ) from err
+            if not 0 <= float(model.output_blur) <= 100 or not bool(
+                (model.input_std > 0).all()
+            ):
+                raise ValueError(f"{path} holds an invalid network.")
             model.eval()
             models.append(model)
         try:
             noise = NoiseModel.from_dict(meta["noise"])
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"{path} has an invalid noise model: {err!r}.") from err
+        c = noise.correlation
+        if not (
+            np.isfinite(noise.phi)
+            and noise.phi > 0
+            and np.isfinite(noise.read_variance)
+            and noise.read_variance >= 0
+            and c.ndim == 1
+            and 1 <= c.size <= 64
+            and np.isfinite(c).all()
+            and c[0] == 1
+        ):
+            raise ValueError(f"{path} has an invalid noise model.")
+        shape = arrays["scores/combined"].shape if "scores/combined" in arrays else None
+        for key in ("offset", "drift", "spikes"):
+            if key in arrays and arrays[key].shape != shape:
+                raise ValueError(f"{path} has a {key} map of the wrong shape.")
+        if arrays["latent_mean"].shape[:-1] != shape:
+            raise ValueError(f"{path} has latent maps of the wrong shape.")
+        mask = arrays.get("navigation_mask")
+        if mask is not None and (mask.dtype != bool or mask.shape != shape):
+            raise ValueError(f"{path} has an invalid navigation mask.")
         return cls(
             settings=settings,
             random_state=meta["random_state"],

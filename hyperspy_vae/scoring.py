@@ -6,13 +6,15 @@ pixel's fitted energy offset (see :mod:`hyperspy_vae.nn.alignment`), with
 expected counts ``m`` and derivative ``t = dm/do``. The standardised
 residual is ``r = (y - m) / sqrt(m)``. The scores:
 
-* ``shift``: the pixel's energy offset against its neighbours' along the
-  same scan row, standardised (:func:`context_shift`). Drift moves a whole
-  stretch of a row alike, a second phase a whole region; a chemical shift
-  moves one pixel or a small cluster. Each pixel is compared with the median
-  offset of the pixels on its left and, separately, on its right, and the
-  closer side counts, so a pixel beside an interface or a drift step is
-  compared with its own side.
+* ``shift``: the pixel's energy offset against the offset its neighbours
+  predict, as a signed likelihood-ratio root (:func:`context_shift`). Drift
+  moves a whole stretch of a scan row alike, a second phase a whole region;
+  a chemical shift moves one pixel or a small cluster. The prediction is a
+  robust line through the row neighbours' offsets (:func:`offset_references`);
+  beside a phase boundary, recognised from the latent points
+  (:func:`candidate_choice`), the pixel's own side; beside a drift step (the
+  sides' offsets disagree but their latent points do not), the most lenient
+  of the line and the two sides.
 * ``edge_shift``: the largest standardised projection of ``r`` on ``t``
   within energy windows of several widths: one edge moving relative to the
   others (the whole-spectrum part is the offset itself).
@@ -51,7 +53,6 @@ __all__ = [
     "latent_candidates",
     "candidate_choice",
     "context_latent",
-    "smooth_along_rows",
     "row_trends",
     "locally_standardised",
 ]
@@ -84,6 +85,13 @@ def energy_windows(n_channels, dispersion):
 
     Widths ``n / 2, n / 4, ...`` channels down to the larger of 8 channels
     and :data:`MIN_WINDOW_EV`, each width at half-overlapping positions.
+
+    Parameters
+    ----------
+    n_channels : int
+        Channels of the spectrum.
+    dispersion : float
+        Energy per channel, eV.
 
     Returns
     -------
@@ -145,6 +153,11 @@ def _quadratic_form(weights, correlation):
     return total.clamp_min(_EPS)
 
 
+def spike_alpha(n_values):
+    """Per-channel false-alarm rate of the spike detector (Bonferroni)."""
+    return SPIKE_ALPHA / max(n_values, 1)
+
+
 def spike_limit(n_values, correlation):
     """Threshold of the spike statistic for :data:`SPIKE_ALPHA` over a map.
 
@@ -158,16 +171,24 @@ def spike_limit(n_values, correlation):
     return float(stats.norm.isf(SPIKE_ALPHA / max(n_values, 1)) * np.sqrt(variance))
 
 
-def find_spikes(residual, limit):
+def find_spikes(residual, limit, counts=None, expected=None, alpha=None):
     """Channels hit by a cosmic-ray spike (torch bool ``(batch, n_channels)``).
 
     A channel whose spike statistic (see :func:`spike_limit`) exceeds
     ``limit``, and a neighbour of it whose own residual exceeds half of it
-    (the second channel of a two-channel spike).
+    (the second channel of a two-channel spike). With ``counts`` and
+    ``expected``, a channel must also be improbable under Poisson counts
+    (upper tail below ``alpha``): at a fraction of a count per channel a
+    single count lies many "standard deviations" above the mean and is no
+    spike.
     """
     padded = torch.nn.functional.pad(residual[:, None], (1, 1), mode="replicate")[:, 0]
     spike = residual - 0.5 * (padded[:, :-2] + padded[:, 2:])
     core = spike > limit
+    if counts is not None and alpha is not None:
+        y = counts.double()
+        tail = torch.special.gammainc(y.clamp_min(1.0), expected.double())
+        core &= (y >= 1.0) & (tail < alpha)
     near = torch.zeros_like(core)
     near[:, 1:] |= core[:, :-1]
     near[:, :-1] |= core[:, 1:]
@@ -385,8 +406,10 @@ def one_sided_references(values, map_shape, window, keep_short=False):
 
 
 #: Two sides of a pixel disagree (a step or a boundary between them) when
-#: they differ, beyond the trend, by more than this many standard errors
-#: (0.3 % of the time by chance).
+#: they differ, beyond the trend, by more than this many standard errors:
+#: 4.6 % of the time by chance, when the pixel is then compared with the most
+#: lenient candidate (a little power lost), while a step missed would bias
+#: the line.
 AGREEMENT_LIMIT = 2.0
 
 
@@ -394,8 +417,9 @@ def _row_lines(values, errors, map_shape, window):
     """Theil-Sen line through each pixel's row neighbours (itself left out).
 
     For every pixel, the line through the values of the ``window`` pixels on
-    each side in its row (fewer at a row's end), evaluated at the pixel: a
-    linear drift or composition trend cancels, at the ends of a row too.
+    each side in its row (fewer at a row's end; its own value left out),
+    evaluated at the pixel: a linear drift or composition trend cancels, at
+    the ends of a row too. The error uses the median error over the window.
 
     Returns
     -------
@@ -509,12 +533,11 @@ def offset_references(offset, offset_error, map_shape, window):
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
 
-    The line is the reference unless the two sides disagree, beyond the
-    line's trend, by more than :data:`AGREEMENT_LIMIT` standard errors (or a
-    side is missing): a drift step or a phase boundary lies near, and the
-    pixel is compared with whichever of the other candidates it matches (see
-    :func:`context_shift`). The choice uses the neighbours only, never the
-    pixel's own offset, so the line's score keeps its null distribution.
+    ``step`` marks pixels whose two sides disagree, beyond the line's trend,
+    by more than :data:`AGREEMENT_LIMIT` standard errors (or a side is
+    missing): a drift step or a phase boundary lies near. Which candidate a
+    pixel is compared with is decided by :func:`candidate_choice`, from the
+    latent points.
 
     Parameters
     ----------
@@ -574,11 +597,11 @@ BOUNDARY_RUN = 3
 
 
 def latent_candidates(latent, map_shape, window):
-    """Latent points of the five candidate references of :func:`offset_references`.
+    """Latent points of the one-sided candidate references (1 to 4).
 
-    The line through the row neighbours' latent points (each coordinate
-    apart), the left and right medians, and the medians of the
-    :data:`VERTICAL_RUN` pixels above and below.
+    The left and right medians of the row neighbours' latent points, and the
+    medians of the :data:`VERTICAL_RUN` pixels above and below (index 0, the
+    line, is not needed by :func:`candidate_choice` and stays NaN).
 
     Returns
     -------
@@ -587,10 +610,7 @@ def latent_candidates(latent, map_shape, window):
     """
     latent = np.asarray(latent, dtype=np.float64)
     n, dims = latent.shape
-    ones = np.ones(n)
     out = np.full((5, n, dims), np.nan)
-    for d in range(dims):
-        out[0, :, d] = _row_lines(latent[:, d], ones, map_shape, window)[0]
     out[1], out[2], _, _ = one_sided_references(
         latent, map_shape, window, keep_short=True
     )
@@ -802,35 +822,9 @@ def context_latent(latent, map_shape, window, spread=None):
     return np.where(np.isfinite(best), best, 0.0), chosen
 
 
-def smooth_along_rows(values, map_shape, window):
-    """Running median of ``values`` along each scan row, NaN ignored.
-
-    The drift of a spectrometer moves a whole stretch of a scan row alike:
-    this median over ``2 window + 1`` pixels follows it (steps included)
-    while a pixel or a small cluster that departs from its row does not
-    move it. NaN marks pixels without a value; a pixel whose window holds
-    none stays NaN.
-
-    Parameters
-    ----------
-    values : numpy.ndarray
-        ``(n_pixels,)``.
-    map_shape : tuple of int
-        ``(n_maps, rows, columns)``.
-    window : int
-        Pixels on each side.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(n_pixels,)``.
-    """
-    rows = np.asarray(values, dtype=np.float64).reshape(-1, map_shape[2])
-    padded = np.pad(rows, ((0, 0), (window, window)), constant_values=np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1, axis=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
-        return np.nanmedian(windows, axis=-1).ravel()
+#: Rows longer than this use the pairs half a row apart for the Theil-Sen
+#: slope (all pairs would need memory growing with the square).
+_MAX_PAIRWISE = 512
 
 
 def row_trends(values, map_shape):
@@ -864,7 +858,13 @@ def row_trends(values, map_shape):
         xs, ys = x[known], row[known]
         slope = 0.0
         if xs.size >= 2:
-            a, b = np.triu_indices(xs.size, 1)
+            if xs.size <= _MAX_PAIRWISE:
+                a, b = np.triu_indices(xs.size, 1)
+            else:
+                # Long rows (line scans): the pairs half a row apart, as
+                # many slopes as there are pixels, not their square.
+                a = np.arange(xs.size - xs.size // 2)
+                b = a + xs.size // 2
             slope = float(np.median((ys[b] - ys[a]) / (xs[b] - xs[a])))
         intercept = float(np.median(ys - slope * xs))
         out[i] = intercept + slope * x
@@ -878,9 +878,10 @@ def locally_standardised(z, map_shape, window):
     (sharp composition changes, very high counts), the shift scores there
     spread wider, or are offset, together; standardising by the median and
     the median absolute deviation over a square of ``2 window + 1`` pixels
-    (the whole row for a line scan) takes that out, while a pixel or a
-    small cluster that departs from its surroundings stays out of both
-    medians. The spread is floored at 1, the noise model's.
+    (a stretch of ``2 window + 1`` pixels of a line scan) takes that out,
+    while a pixel or a small cluster that departs from its surroundings
+    barely moves either median. The spread is floored at 1, the noise
+    model's.
 
     Parameters
     ----------

@@ -134,7 +134,7 @@ class VAESettings:
             ("learning_rate", 0.0, 1.0),
             ("validation_fraction", 0.0, 0.5),
             ("trim_fraction", 0.0, 0.5),
-            ("max_drift", 0.0, float("inf")),
+            ("max_drift", 0.0, 1000.0),
         ):
             value = getattr(self, name)
             _check(

@@ -75,3 +75,12 @@ def test_round_trip_and_a_map_too_small_for_an_estimate():
     np.testing.assert_array_equal(again.correlation, [1.0, 0.2])
     tiny = estimate_noise(np.ones((1, 2, 2, 50)))
     assert tiny.phi == 1.0 and tiny.warnings
+
+
+def test_sparse_counts_and_zero_padded_channels():
+    rng = np.random.default_rng(5)
+    counts = rng.poisson(0.05, (1, 20, 30, 200)).astype(np.float32)
+    counts[..., 150:] = 0.0  # channels beyond the detector: always zero
+    noise = estimate_noise(counts)
+    assert np.isfinite(noise.phi) and noise.phi == pytest.approx(1.0, rel=0.3)
+    assert np.isfinite(noise.effective_counts(counts)).all()

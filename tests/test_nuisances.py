@@ -80,11 +80,14 @@ def test_spikes_are_reported_not_flagged():
     assert _flags(amap).sum() <= 1
 
 
-def test_a_second_phase_is_not_an_anomaly():
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_second_phase_is_not_an_anomaly(seed):
     s, _ = fe_l23_spectrum_image(
         (24, 24), fraction=0.0, second_phase=0.4, random_state=6, **SMALL
     )
-    amap = s.vae_anomalies(random_state=0, **FAST)
+    # Trained as by default (a model trained a few steps has not yet told
+    # the phases apart).
+    amap = s.vae_anomalies(random_state=seed, print_info=False)
     assert _flags(amap).sum() <= 2
 
 

@@ -171,15 +171,16 @@ def coarse_offsets(counts, logits, max_shift):
     max_shift = int(max(0, min(max_shift, n // 4)))
     if max_shift == 0:
         return torch.zeros(counts.shape[0], device=counts.device)
-    log_shape = torch.log_softmax(logits.float(), dim=-1)
+    # Double precision: the correlation's rounding grows with the counts.
+    counts = counts.double()
+    log_shape = torch.log_softmax(logits.double(), dim=-1)
     padded = torch.nn.functional.pad(
         log_shape[:, None], (max_shift, max_shift), mode="replicate"
     )[:, 0]
     length = 1 << (n + 2 * max_shift + n).bit_length()
     # c[j] = sum_k y_k padded[k + j] for j = 0 .. 2 max_shift; offset L = max_shift - j.
     correlation = torch.fft.irfft(
-        torch.conj(torch.fft.rfft(counts.float(), n=length))
-        * torch.fft.rfft(padded, n=length),
+        torch.conj(torch.fft.rfft(counts, n=length)) * torch.fft.rfft(padded, n=length),
         n=length,
     )[:, : 2 * max_shift + 1]
     # The shape moved by L is renormalised over the window: its log-sum
@@ -187,6 +188,6 @@ def coarse_offsets(counts, logits, max_shift):
     mass = torch.nn.functional.pad(torch.cumsum(torch.exp(padded), dim=-1), (1, 0))
     lags = torch.arange(2 * max_shift + 1, device=counts.device)
     window_mass = mass[:, lags + n] - mass[:, lags]
-    total = counts.float().sum(-1, keepdim=True)
+    total = counts.sum(-1, keepdim=True)
     likelihood = correlation - total * torch.log(window_mass.clamp_min(1e-30))
     return (max_shift - likelihood.argmax(dim=-1)).float()

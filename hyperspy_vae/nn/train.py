@@ -199,15 +199,17 @@ def _kept(deviance, trim_fraction):
     return torch.topk(deviance, n_keep, largest=False).indices
 
 
-def _update_drift(offsets, train_index, map_shape):
-    """Drift: a robust line through the training pixels' offsets in each scan row.
+def _update_drift(offsets, index, map_shape):
+    """Drift: a robust line through the offsets of ``index`` in each scan row.
 
-    See :func:`hyperspy_vae.scoring.row_trends`.
+    ``index`` are the pixels whose offsets training refines (the held-out
+    ones keep their starting offsets). See
+    :func:`hyperspy_vae.scoring.row_trends`.
     """
     from ..scoring import row_trends
 
     values = np.full(int(np.prod(map_shape)), np.nan)
-    values[train_index] = offsets[train_index].numpy()
+    values[index] = offsets[index].numpy()
     drift = row_trends(values, map_shape)
     return torch.from_numpy(np.nan_to_num(drift).astype(np.float32))
 
@@ -267,9 +269,14 @@ def fit(
     """Train a :class:`CVAE3D` on the pixels ``train_index`` of ``cube``.
 
     The loss is the multinomial negative log-likelihood of each centre
-    pixel's counts plus ``beta`` times the KL term; the worst-fitting
+    pixel's counts, its reconstruction moved by the drift of its scan row
+    (a robust line through the pixels' fitted energy offsets, refreshed at
+    every evaluation), plus ``beta`` times the KL term; the worst-fitting
     ``trim_fraction`` of each batch is left out (robust training). A held-out
-    part of the pixels drives early stopping; the best model is returned.
+    part of the pixels drives early stopping: when it stops improving while
+    still above its noise floor (what a perfect model would score), the
+    learning rate is halved instead (up to :data:`MAX_HALVINGS` times); the
+    best model is returned.
     A non-finite loss restores the last good state and halves the learning
     rate; a ``KeyboardInterrupt`` stops training with a warning and keeps the
     best model so far; a GPU out-of-memory error halves the batch size and
@@ -295,9 +302,10 @@ def fit(
     model : CVAE3D
         The trained model (best held-out loss), in eval mode, on ``device``.
     history : dict
-        ``step``, ``train_loss`` and ``validation_loss`` lists,
-        ``interrupted`` (bool) and ``train_index`` (the pixels learned from,
-        after the ``max_train_pixels`` draw; validation pixels included).
+        ``step``, ``train_loss``, ``validation_loss`` and ``noise_floor``
+        lists, ``interrupted`` (bool) and ``train_index`` (the pixels learned
+        from, after the ``max_train_pixels`` draw; validation pixels
+        included).
     """
     from hyperspy.external.progressbar import progressbar
 
@@ -334,7 +342,7 @@ def fit(
             cube, train_index, log_shape, device, settings.inference_batch_size
         )
         map_shape = cube.counts.shape[:3]
-        drift = _update_drift(offsets, train_index, map_shape)
+        drift = _update_drift(offsets, fit_index, map_shape)
         history = {
             "step": [],
             "train_loss": [],
@@ -376,7 +384,7 @@ def fit(
                 optimizer.step()
                 running.append(float(deviance[keep].mean()))
                 if step % settings.eval_every == 0 or step == settings.max_steps:
-                    drift = _update_drift(offsets, train_index, map_shape)
+                    drift = _update_drift(offsets, fit_index, map_shape)
                     val, floor = _validation_loss(
                         model, cube, val_index, settings, device, offsets, drift
                     )
