@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from . import prepare
+from . import prepare, thresholds
 from ._version import __version__
 from .cube import SpectrumCube, bin_energy, expand_energy, input_binning
 from .detector import FixedReconstruction, detect
@@ -287,6 +287,14 @@ def vae_anomalies(
     )
     if signal._lazy:
         amap = amap.as_lazy()
+    # Each fit's own verdict under the same rule: how often a pixel is flagged.
+    flag_frequency = np.mean(
+        [
+            scores_k > thresholds.rule_threshold(scores_k, threshold, fdr)
+            for scores_k in -np.log10(detection.fit_combined_p)
+        ],
+        axis=0,
+    )
     history = {"fits": detection.histories}
     if trained is None:
         history["n_train"] = int(detection.train_index.size)
@@ -316,6 +324,7 @@ def vae_anomalies(
         spikes=nav(detection.spikes),
         dispersion=dispersion,
         warnings=problems,
+        flag_frequency=nav(flag_frequency),
     )
     results.anomaly_map = amap
     signal.vae_results = results
@@ -537,7 +546,8 @@ def get_vae_model(signal):
     # Each pixel as it was scored: by the model that did not learn from it.
     folds, _ = block_folds(binned.shape[:3])
     shapes = np.empty(effective.shape, dtype=np.float64)
-    for f, net in enumerate(results.models):
+    # The first fit's pair: the latent points are theirs.
+    for f, net in enumerate(results.models[:2]):
         index = np.flatnonzero(folds == 1 - f) if len(results.models) > 1 else None
         index = np.arange(len(latent)) if index is None else index
         shapes[index] = decode(
@@ -635,7 +645,7 @@ def plot_vae_loss(signal, ax=None):
     """Plot the training and held-out loss against training step.
 
     Like HyperSpy's scree plot for PCA: it shows whether training converged
-    (for each of the two cross-fitted models).
+    (for each cross-fitted model).
 
     Parameters
     ----------

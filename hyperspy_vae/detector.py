@@ -18,7 +18,7 @@ import numpy as np
 from . import nulls, scoring
 from .folds import block_folds
 
-__all__ = ["Detection", "FixedReconstruction", "detect"]
+__all__ = ["Detection", "FixedReconstruction", "detect", "fit_seed"]
 
 #: Fewest training pixels per fold; fewer and both models train on every
 #: training pixel (tiny maps: the p-values then lean on the noise model).
@@ -49,6 +49,7 @@ class Detection:
     folds: np.ndarray
     halves: np.ndarray
     residual_stats: list = field(default_factory=list)
+    fit_combined_p: np.ndarray = None
 
 
 class FixedReconstruction:
@@ -311,83 +312,68 @@ def _theoretical_maxima(correlation, weight, windows, seed):
     }
 
 
-def detect(
-    cube,
-    train_mask,
-    settings,
-    device,
-    seed,
-    show_progressbar=False,
-    models=None,
-    known_offset=None,
-):
-    """Train two cross-fitted models (unless ``models`` is given), score, calibrate.
+def fit_seed(seed, k):
+    """Seed of fit ``k`` (its fold ``f`` model uses this plus ``f``).
+
+    The first fit uses ``seed`` itself; the others draw theirs from
+    ``(seed, k)``, so the fits of two nearby seeds share no model.
 
     Parameters
     ----------
-    cube : hyperspy_vae.cube.SpectrumCube
-        The data (effective counts).
-    train_mask : numpy.ndarray of bool
-        ``(n_pixels,)``, True for pixels to learn from and to calibrate on.
-    settings : hyperspy_vae.settings.VAESettings
-        Training settings.
-    device : torch.device
-        Where to compute.
     seed : int
-        Seed of every random draw.
-    show_progressbar : bool, default False
-        Show training progress bars.
-    models : list of CVAE3D, optional
-        Two trained models: no training, only scoring (every pixel is new to
-        both).
-    known_offset : numpy.ndarray, optional
-        ``(n_pixels,)`` energy offset of every pixel in channels, measured
-        (zero-loss peak): the starting point of each alignment, and taken
-        out of the offsets before neighbours are compared.
+        The run's seed.
+    k : int
+        Index of the fit.
 
     Returns
     -------
-    Detection
+    int
     """
+    if k == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
+
+
+def _train_models(cube, train_mask, folds, settings, device, seed, show_progressbar):
+    """Two cross-fitted models per fit: fold ``f`` of fit ``k`` from :func:`fit_seed` + f."""
     from .nn.train import fit
 
-    map_shape = cube.counts.shape[:3]
-    folds, halves = block_folds(map_shape)
     train_index = np.flatnonzero(train_mask)
-    histories = [{}, {}]
-    if models is None:
-        models = []
+    models, histories = [], []
+    for k in range(settings.n_fits):
         for f in (0, 1):
             index = np.flatnonzero(train_mask & (folds == f))
             if index.size < MIN_FOLD_PIXELS:
                 index = train_index
             model, history = fit(
-                cube, index, settings, device, seed + f, show_progressbar
+                cube, index, settings, device, fit_seed(seed, k) + f, show_progressbar
             )
             history.pop("train_index", None)
             history["n_train"] = int(index.size)
             models.append(model)
-            histories[f] = history
+            histories.append(history)
+    return models, histories
 
+
+def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
+    """Both models of one fit over every pixel: offsets, then statistics.
+
+    Returns the per-model statistics, the per-model first passes (offsets,
+    latent points), the per-model residual statistics and a typical
+    tangent for the simulated nulls.
+    """
+    map_shape = cube.counts.shape[:3]
     n_channels = cube.n_channels
-    windows = scoring.energy_windows(n_channels, cube.dispersion)
-    correlation = cube.noise.correlation if cube.noise is not None else np.ones(1)
-    sets = _calibration_sets(folds, halves, train_mask)
-    limit = (
-        scoring.spike_limit(cube.n_pixels * n_channels, correlation),
-        scoring.spike_alpha(cube.n_pixels * n_channels),
-    )
-    batch_size = settings.inference_batch_size
-    rng = np.random.default_rng(seed)
-    window = scoring.run_window(map_shape[2])
-    known = None if known_offset is None else np.asarray(known_offset, np.float64)
-
+    correlation = context["correlation"]
+    known = context["known_offset"]
     per_model, firsts, residual_stats, typical_weight = [], [], [], None
     for f, model in enumerate(models):
         if f == 1 and models[1] is models[0]:
             first = firsts[0]  # one fixed reconstruction (PCA): the same offsets
         else:
-            first = _offsets_pass(model, cube, device, batch_size, limit, correlation)
+            first = _offsets_pass(
+                model, cube, device, batch_size, context["spike_limit"], correlation
+            )
         offset = first["offset"] - (0.0 if known is None else known)
         references, errors, step = scoring.offset_references(
             offset, first["offset_error"], map_shape, window
@@ -398,14 +384,7 @@ def detect(
             step,
             map_shape,
         )
-        context = {
-            "correlation": correlation,
-            "windows": windows,
-            "spike_limit": limit,
-            "halves": halves,
-            "references": references,
-            "known_offset": known,
-        }
+        model_context = dict(context, references=references)
         # Per-channel residual statistics of each half, from a sample of its
         # calibration set; and a typical tangent for the simulated nulls.
         centres, spreads = [], []
@@ -422,7 +401,7 @@ def detect(
                 sample,
                 device,
                 batch_size,
-                dict(context, keep_residual=True),
+                dict(model_context, keep_residual=True),
                 first,
             )
             centre, spread = scoring.residual_statistics(out["residual"])
@@ -438,7 +417,7 @@ def detect(
             None,
             device,
             batch_size,
-            dict(context, residual_stats=(centres, spreads)),
+            dict(model_context, residual_stats=(centres, spreads)),
             first,
         )
         # A pixel the model fits worse than the noise model allows (its
@@ -457,42 +436,26 @@ def detect(
             map_shape,
             window // 2,
         )
-        _, out["latent_differences"] = scoring.context_latent(
+        _, latent_differences = scoring.context_latent(
             first["latent_mean"], map_shape, window
         )
-        per_model.append(out)
-        firsts.append(first)
-    theory = _theoretical_maxima(correlation, typical_weight, windows, seed)
-
-    # The out-of-fold model's values for every pixel.
-    scorer = 1 - folds
-    n = cube.n_pixels
-
-    def pick(outputs, name):
-        stacked = np.stack([outputs[0][name], outputs[1][name]])
-        return stacked[scorer, np.arange(n)]
-
-    raw = {
-        name: pick(per_model, name)
-        for name in ("deviance", "pearson", "edge_shift", "local", "shift")
-    }
-    latent_mean = pick(firsts, "latent_mean")
-    latent_log_var = pick(firsts, "latent_log_var")
-    offset = pick(per_model, "offset")
-    offset_error = pick(per_model, "offset_error")
-    spikes = pick(per_model, "spikes") > 0
-
-    # Latent distances, each coordinate scaled by its spread over the
-    # calibration pixels of the model that scores them.
-    for f, out in enumerate(per_model):
+        # Latent distances, each coordinate scaled by its spread over the
+        # calibration pixels of this model.
         calibration = np.concatenate([sets[f, 0], sets[f, 1]])
-        spread = np.median(np.abs(out["latent_differences"][calibration]), axis=0)
+        spread = np.median(np.abs(latent_differences[calibration]), axis=0)
         spread = np.maximum(spread / 0.6745, 1e-6)
         out["latent"], _ = scoring.context_latent(
-            firsts[f]["latent_mean"], map_shape, window, spread
+            first["latent_mean"], map_shape, window, spread
         )
-    raw["latent"] = pick(per_model, "latent")
+        out["spikes"] = (out["spikes"] > 0).astype(np.float64)
+        per_model.append(out)
+        firsts.append(first)
+    return per_model, firsts, residual_stats, typical_weight
 
+
+def _p_values(per_model, folds, halves, sets, theory):
+    """Each statistic's p-values (out-of-fold model, other-half null) and their combination."""
+    n = folds.size
     p_values = {}
     for name, kind in scoring.COMBINED_SCORES.items():
         p = np.ones(n)
@@ -506,10 +469,148 @@ def detect(
                     theory=theory.get(name),
                 )
         p_values[name] = p
-    combined_p = nulls.combine_p_values(p_values, scoring.COMBINED_SCORES_WEIGHTS)
+    return p_values, nulls.combine_p_values(p_values, scoring.COMBINED_SCORES_WEIGHTS)
+
+
+#: Per-pixel outputs of each model averaged over the fits of an ensemble.
+_AVERAGED = (
+    "deviance",
+    "pearson",
+    "edge_shift",
+    "local",
+    "shift",
+    "latent",
+    "offset",
+    "offset_error",
+    "spikes",
+)
+
+
+def _mean_over_fits(fits):
+    """Each model's statistics averaged over the fits (pairs of models)."""
+    return [
+        {name: np.mean([fit[f][name] for fit in fits], axis=0) for name in _AVERAGED}
+        for f in (0, 1)
+    ]
+
+
+def detect(
+    cube,
+    train_mask,
+    settings,
+    device,
+    seed,
+    show_progressbar=False,
+    models=None,
+    known_offset=None,
+):
+    """Train cross-fitted models (unless ``models`` is given), score, calibrate.
+
+    With ``settings.n_fits`` above 1, every fit (a pair of cross-fitted
+    models from its own seeds) computes each pixel's statistics; their
+    average is calibrated as one fit's would be, and each fit's own
+    p-values are kept (for the flag frequency over fits).
+
+    Parameters
+    ----------
+    cube : hyperspy_vae.cube.SpectrumCube
+        The data (effective counts).
+    train_mask : numpy.ndarray of bool
+        ``(n_pixels,)``, True for pixels to learn from and to calibrate on.
+    settings : hyperspy_vae.settings.VAESettings
+        Training settings.
+    device : torch.device
+        Where to compute.
+    seed : int
+        Seed of every random draw.
+    show_progressbar : bool, default False
+        Show training progress bars.
+    models : list of CVAE3D, optional
+        Trained models, two per fit (fold 0, fold 1): no training, only
+        scoring (every pixel is new to all of them).
+    known_offset : numpy.ndarray, optional
+        ``(n_pixels,)`` energy offset of every pixel in channels, measured
+        (zero-loss peak): the starting point of each alignment, and taken
+        out of the offsets before neighbours are compared.
+
+    Returns
+    -------
+    Detection
+    """
+    map_shape = cube.counts.shape[:3]
+    folds, halves = block_folds(map_shape)
+    train_index = np.flatnonzero(train_mask)
+    if models is None:
+        models, histories = _train_models(
+            cube, train_mask, folds, settings, device, seed, show_progressbar
+        )
+    else:
+        if len(models) < 2 or len(models) % 2:
+            raise ValueError(f"Two models per fit are needed, not {len(models)}.")
+        histories = [{} for _ in models]
+
+    n_channels = cube.n_channels
+    windows = scoring.energy_windows(n_channels, cube.dispersion)
+    correlation = cube.noise.correlation if cube.noise is not None else np.ones(1)
+    sets = _calibration_sets(folds, halves, train_mask)
+    known = None if known_offset is None else np.asarray(known_offset, np.float64)
+    context = {
+        "correlation": correlation,
+        "windows": windows,
+        "spike_limit": (
+            scoring.spike_limit(cube.n_pixels * n_channels, correlation),
+            scoring.spike_alpha(cube.n_pixels * n_channels),
+        ),
+        "halves": halves,
+        "known_offset": known,
+    }
+    rng = np.random.default_rng(seed)
+    window = scoring.run_window(map_shape[2])
+
+    fits, fit_firsts, residual_stats, typical_weight = [], [], [], None
+    for k in range(len(models) // 2):
+        per_model, firsts, stats, weight = _score_pair(
+            models[2 * k : 2 * k + 2],
+            cube,
+            sets,
+            context,
+            device,
+            settings.inference_batch_size,
+            rng,
+            window,
+        )
+        fits.append(per_model)
+        fit_firsts.append(firsts)
+        residual_stats.extend(stats)
+        if typical_weight is None:
+            typical_weight = weight
+    theory = _theoretical_maxima(correlation, typical_weight, windows, seed)
+
+    fit_combined_p = np.stack(
+        [_p_values(fit, folds, halves, sets, theory)[1] for fit in fits]
+    )
+    per_model = fits[0] if len(fits) == 1 else _mean_over_fits(fits)
+    p_values, combined_p = _p_values(per_model, folds, halves, sets, theory)
+
+    # The out-of-fold model's values for every pixel.
+    scorer = 1 - folds
+    n = cube.n_pixels
+
+    def pick(outputs, name):
+        stacked = np.stack([outputs[0][name], outputs[1][name]])
+        return stacked[scorer, np.arange(n)]
+
+    raw = {
+        name: pick(per_model, name)
+        for name in ("deviance", "pearson", "edge_shift", "local", "shift", "latent")
+    }
+    # Coordinates of the first fit's latent spaces (each fit has its own).
+    latent_mean = pick(fit_firsts[0], "latent_mean")
+    latent_log_var = pick(fit_firsts[0], "latent_log_var")
 
     if known is None:
-        drift = scoring.row_trends(firsts[0]["offset"], map_shape)
+        first_offsets = np.mean([firsts[0]["offset"] for firsts in fit_firsts], axis=0)
+        drift = scoring.row_trends(first_offsets, map_shape)
         drift -= np.median(drift)
     else:
         drift = known
@@ -518,10 +619,10 @@ def detect(
         histories=histories,
         latent_mean=latent_mean,
         latent_log_var=latent_log_var,
-        offset=offset,
-        offset_error=offset_error,
+        offset=pick(per_model, "offset"),
+        offset_error=pick(per_model, "offset_error"),
         drift=drift,
-        spikes=spikes,
+        spikes=pick(per_model, "spikes") >= 0.5,
         raw_scores=raw,
         p_values=p_values,
         combined_p=combined_p,
@@ -530,4 +631,5 @@ def detect(
         folds=folds,
         halves=halves,
         residual_stats=residual_stats,
+        fit_combined_p=fit_combined_p,
     )

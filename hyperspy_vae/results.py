@@ -36,8 +36,8 @@ class VAEResults:
     random_state : int
         Seed that made the run reproducible.
     models : list of hyperspy_vae.nn.model.CVAE3D
-        The two trained networks (cross-fitting: each scores the pixels the
-        other learned from).
+        The trained networks, two per fit (cross-fitting: each scores the
+        pixels the other learned from); ``2 * settings.n_fits`` in all.
     energy : numpy.ndarray
         Energies of the source's channels the model uses (before binning).
     energy_units : str
@@ -75,6 +75,10 @@ class VAEResults:
         scores).
     dispersion : float
         Energy per model channel.
+    flag_frequency : numpy.ndarray
+        Navigation-shaped fraction of the fits (``settings.n_fits``) whose
+        own scores flag each pixel at the map's initial threshold rule: 1 or
+        0 everywhere with a single fit.
     warnings : list of str
         Why the noise model may not hold for these data (empty if none).
     """
@@ -103,6 +107,7 @@ class VAEResults:
         spikes=None,
         dispersion=1.0,
         warnings=(),
+        flag_frequency=None,
     ):
         self.settings = settings
         self.random_state = random_state
@@ -128,12 +133,19 @@ class VAEResults:
             np.zeros(shape, dtype=bool) if spikes is None else np.asarray(spikes, bool)
         )
         self.dispersion = float(dispersion)
+        self.flag_frequency = (
+            (np.asarray(self.scores["combined"]) > self.threshold["value"]).astype(
+                np.float64
+            )
+            if flag_frequency is None
+            else np.asarray(flag_frequency, dtype=np.float64)
+        )
         self.warnings = list(warnings)
         self.anomaly_map = None
 
     @property
     def model(self):
-        """The first of the two networks (both have the same architecture)."""
+        """The first network (all have the same architecture)."""
         return self.models[0]
 
     def _sync_threshold(self):
@@ -175,6 +187,7 @@ class VAEResults:
             + (f", binned by {self.energy_bin}" if self.energy_bin > 1 else ""),
             (
                 f"Training: {hist['n_train']} pixels, two cross-fitted models"
+                + (f" x {s.n_fits} fits" if s.n_fits > 1 else "")
                 + (f", {steps[-1]} steps" if steps else "")
                 + (
                     f", held-out deviance per channel "
@@ -259,6 +272,7 @@ class VAEResults:
             "offset": self.offset,
             "drift": self.drift,
             "spikes": self.spikes,
+            "flag_frequency": self.flag_frequency,
         }
         if self.navigation_mask is not None:
             arrays["navigation_mask"] = np.asarray(self.navigation_mask, dtype=bool)
@@ -362,10 +376,10 @@ class VAEResults:
         if 8 * settings.hidden_channels[2] * n_channels > _MAX_PARAMETERS:
             raise ValueError(f"{path} asks for an implausibly large network.")
         n_models = meta.get("n_models")
-        if n_models != 2:
+        if n_models != 2 * settings.n_fits:
             raise ValueError(
-                f"{path} has {n_models!r} networks; the two cross-fitted ones "
-                "are needed."
+                f"{path} has {n_models!r} networks; two cross-fitted ones per "
+                f"fit ({settings.n_fits}) are needed."
             )
         models = []
         for i in range(n_models):
@@ -419,9 +433,15 @@ class VAEResults:
         ):
             raise ValueError(f"{path} has an invalid noise model.")
         shape = arrays["scores/combined"].shape if "scores/combined" in arrays else None
-        for key in ("offset", "drift", "spikes"):
+        for key in ("offset", "drift", "spikes", "flag_frequency"):
             if key in arrays and arrays[key].shape != shape:
                 raise ValueError(f"{path} has a {key} map of the wrong shape.")
+        frequency = arrays.get("flag_frequency")
+        if frequency is not None and not (
+            np.issubdtype(frequency.dtype, np.floating)
+            and ((frequency >= 0) & (frequency <= 1)).all()
+        ):
+            raise ValueError(f"{path} has an invalid flag frequency map.")
         if arrays["latent_mean"].shape[:-1] != shape:
             raise ValueError(f"{path} has latent maps of the wrong shape.")
         mask = arrays.get("navigation_mask")
@@ -448,6 +468,7 @@ class VAEResults:
             offset=arrays.get("offset"),
             drift=arrays.get("drift"),
             spikes=arrays.get("spikes"),
+            flag_frequency=arrays.get("flag_frequency"),
             dispersion=float(meta.get("dispersion", 1.0)),
             warnings=[str(w) for w in meta.get("warnings", [])],
         )

@@ -73,6 +73,12 @@ class VAESettings:
         reconstruction and the scores keep ``max_channels``).
     inference_batch_size : int, default 1024
         Patches per batch when scoring every pixel.
+    n_fits : int, default 1
+        Independent fits (pairs of cross-fitted models, each from its own
+        seed) whose statistics are averaged before calibration: the
+        scores then depend less on any one fit's seed, at ``n_fits`` times
+        the time. Each pixel's flag frequency over the fits is in the
+        results.
     """
 
     latent_dim: int = 4
@@ -93,6 +99,7 @@ class VAESettings:
     max_drift: float = 2.0
     max_encoder_channels: int = 192
     inference_batch_size: int = 1024
+    n_fits: int = 1
 
     def __post_init__(self):
         self.hidden_channels = tuple(self.hidden_channels)
@@ -113,6 +120,7 @@ class VAESettings:
             "max_work",
             "max_encoder_channels",
             "inference_batch_size",
+            "n_fits",
         ):
             value = getattr(self, name)
             _check(

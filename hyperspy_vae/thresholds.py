@@ -19,6 +19,7 @@ __all__ = [
     "fdr_threshold",
     "expected_f1_threshold",
     "otsu_threshold",
+    "rule_threshold",
     "contamination_threshold",
 ]
 
@@ -163,3 +164,31 @@ def contamination_threshold(scores, contamination):
     if not 0 < contamination <= 0.5:
         raise ValueError(f"contamination must be in (0, 0.5], not {contamination}.")
     return float(np.quantile(np.ravel(scores), 1.0 - contamination))
+
+
+def rule_threshold(scores, rule, fdr):
+    """The threshold of a rule for scores that are ``-log10`` p-values.
+
+    Parameters
+    ----------
+    scores : numpy.ndarray
+        Anomaly scores, ``-log10`` of valid p-values.
+    rule : {"f1", "fdr", "otsu"} or float
+        :func:`expected_f1_threshold`, :func:`fdr_threshold`,
+        :func:`otsu_threshold`, or that score itself.
+    fdr : float
+        False-discovery rate of the ``"fdr"`` rule (and of the ``"f1"``
+        rule's fallback).
+
+    Returns
+    -------
+    float
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if rule == "f1":
+        return expected_f1_threshold(scores, 10.0**-scores, fdr)
+    if rule == "fdr":
+        return fdr_threshold(scores, 10.0**-scores, fdr)
+    if rule == "otsu":
+        return otsu_threshold(scores)
+    return float(rule)

@@ -98,18 +98,9 @@ class AnomalyMapMixin:
         if contamination is not None:
             value = thresholds.contamination_threshold(scores, contamination)
             method = "contamination"
-        elif threshold == "f1":
-            value = thresholds.expected_f1_threshold(scores, 10.0**-scores, fdr)
-            method = threshold
-        elif threshold == "fdr":
-            value = thresholds.fdr_threshold(scores, 10.0**-scores, fdr)
-            method = threshold
-        elif threshold == "otsu":
-            value = thresholds.otsu_threshold(scores)
-            method = threshold
         else:
-            value = float(threshold)
-            method = "value"
+            value = thresholds.rule_threshold(scores, threshold, fdr)
+            method = threshold if threshold in ("f1", "fdr", "otsu") else "value"
         self.metadata.set_item("Anomaly.threshold", float(value))
         self.metadata.set_item("Anomaly.threshold_method", method)
         self.metadata.set_item("Anomaly.fdr", float(fdr))
