@@ -32,6 +32,10 @@ __all__ = [
 KINDS = ("two-sided", "maximum", "distance")
 _EPS = 1e-12
 _P_FLOOR = 1e-300
+#: Asymptotic efficiency of the median absolute deviation relative to the
+#: standard deviation for normal data (its variance is 1 / 0.3675 times
+#: larger): the degrees of freedom an estimated spread is worth per pixel.
+MAD_EFFICIENCY = 0.3675
 
 
 def correlated_normals(rng, n, n_channels, correlation):
@@ -77,7 +81,14 @@ def _normal_p(values, calibration):
         return theory
     centre = np.median(calibration)
     spread = max(stats.median_abs_deviation(calibration, scale="normal"), 1.0)
-    empirical = 2 * stats.norm.sf(np.abs(z - centre) / spread)
+    # A prediction from a few calibration pixels: Student's t, its degrees
+    # of freedom those of the median absolute deviation (efficiency 0.37 of
+    # the standard deviation's at the normal), the spread widened for the
+    # centre's error. Many pixels: the normal.
+    n = np.size(calibration)
+    df = max(MAD_EFFICIENCY * (n - 1), 1.0)
+    scale = spread * np.sqrt(1.0 + np.pi / (2.0 * n))
+    empirical = 2 * stats.t.sf(np.abs(z - centre) / scale, df)
     return np.maximum(theory, empirical)
 
 

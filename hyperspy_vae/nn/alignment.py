@@ -63,22 +63,23 @@ def shift_logits(logits, offset, derivative=False):
     torch.Tensor or tuple of torch.Tensor
     """
     n_channels = logits.shape[-1]
-    position = (
-        torch.arange(n_channels, device=logits.device, dtype=logits.dtype)
-        - offset[:, None]
+    # Every channel of a spectrum moves by the same offset: one fractional
+    # part, one set of four weights per spectrum, and one gather of the
+    # channels the four taps read (tap j of channel k reads k + j - 1 + base).
+    move = -offset.to(torch.float64)
+    base = torch.floor(move)
+    weights, slopes = _cubic_weights((move - base).to(logits.dtype))
+    index = (
+        torch.arange(-1, n_channels + 2, device=logits.device)[None, :]
+        + (base.long()[:, None])
     )
-    base = torch.floor(position)
-    weights, slopes = _cubic_weights(position - base)
-    index = base.long()[..., None] + torch.arange(-1, 3, device=logits.device)
-    index = index.clamp(0, n_channels - 1)
-    values = torch.gather(logits, 1, index.reshape(len(logits), -1)).reshape(
-        *index.shape
-    )  # (batch, n_channels, 4)
-    shifted = (values * weights).sum(-1)
+    taps = torch.gather(logits, 1, index.clamp(0, n_channels - 1))
+    windows = [taps[:, j : j + n_channels] for j in range(4)]
+    shifted = sum(windows[j] * weights[:, j : j + 1] for j in range(4))
     if not derivative:
         return shifted
     # d position / d offset = -1.
-    return shifted, -(values * slopes).sum(-1)
+    return shifted, -sum(windows[j] * slopes[:, j : j + 1] for j in range(4))
 
 
 def fit_offsets(logits, counts, offset, n_iter=4, weight=None, max_step=1.0):

@@ -8,6 +8,7 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import torch
+from scipy import stats
 
 from .alignment import coarse_offsets, fit_offsets, shift_logits
 from .losses import kl_divergence, multinomial_deviance, multinomial_nll
@@ -243,17 +244,25 @@ def _validation_loss(model, cube, index, settings, device, offsets, drift):
 
 
 def _data_statistics(cube, index, rng, n_sample=2048):
-    """Log mean spectral shape, and per-channel input mean and std."""
+    """Log mean spectral shape, and per-channel input centre and spread."""
     sample = rng.choice(index, size=min(n_sample, len(index)), replace=False)
-    counts = cube.centre_counts(sample).sum(axis=0, dtype=np.float64)
+    # The mean spectrum without the top and bottom 10 % of each channel: a
+    # cosmic-ray spike does not put a peak into the decoder's starting shape.
+    counts = stats.trim_mean(cube.centre_counts(sample).astype(np.float64), 0.1)
     log_shape = np.log(counts / max(counts.sum(), 1e-12) + 1e-8)
     half = cube.patch_size // 2
     centre = cube.patches(sample)[:, half, half].astype(np.float32)
-    std = centre.std(axis=0)
+    # Robust: one cosmic-ray spike must not set a channel's scale (its
+    # standard deviation over a small map would be the spike's alone).
+    # Where half the pixels share one value (few counts), the standard
+    # deviation stands in for the median absolute deviation.
+    mean = np.median(centre, axis=0)
+    std = 1.4826 * np.median(np.abs(centre - mean), axis=0)
+    std = np.where(std > 1e-6, std, centre.std(axis=0))
     std = np.where(std > 1e-6, std, 1.0)
     return (
         torch.from_numpy(log_shape.astype(np.float32)),
-        torch.from_numpy(centre.mean(axis=0)),
+        torch.from_numpy(mean.astype(np.float32)),
         torch.from_numpy(std.astype(np.float32)),
     )
 
