@@ -76,9 +76,10 @@ def vae_anomalies(
 ):
     """Find anomalous pixels with a 3D convolutional variational autoencoder.
 
-    Estimates the detector's noise from the data, trains two small 3D-CVAEs
-    on the spectrum image (each on one half of the map, cut in blocks like a
-    checkerboard: no labels needed), aligns every pixel's spectrum on its
+    Estimates the detector's noise from the data, trains pairs of small
+    3D-CVAEs on the spectrum image (each on one half of the map, cut in
+    blocks like a checkerboard: no labels needed; three pairs by default,
+    see ``n_fits``), aligns every pixel's spectrum on its
     reconstruction by the model that did not learn from it, scores how far
     the spectrum departs from it and from its neighbours, and returns the
     map of scores with a threshold. The results are stored in

@@ -73,12 +73,14 @@ class VAESettings:
         reconstruction and the scores keep ``max_channels``).
     inference_batch_size : int, default 1024
         Patches per batch when scoring every pixel.
-    n_fits : int, default 1
+    n_fits : int, default 3
         Independent fits (pairs of cross-fitted models, each from its own
-        seed) whose statistics are averaged before calibration: the
-        scores then depend less on any one fit's seed, at ``n_fits`` times
-        the time. Each pixel's flag frequency over the fits is in the
-        results.
+        seed) whose statistics are averaged before calibration: the scores
+        then depend much less on any one fit's seed (on 64 x 64 maps with
+        excess noise or plural scattering, the flags of two seeds overlap
+        by Jaccard 0.7-0.8 with one fit, 0.9 with three), at ``n_fits``
+        times the time. Each pixel's flag frequency over the fits is in the
+        results. ``n_fits=1`` is the fastest.
     """
 
     latent_dim: int = 4
@@ -99,7 +101,7 @@ class VAESettings:
     max_drift: float = 2.0
     max_encoder_channels: int = 192
     inference_batch_size: int = 1024
-    n_fits: int = 1
+    n_fits: int = 3
 
     def __post_init__(self):
         self.hidden_channels = tuple(self.hidden_channels)
@@ -183,5 +185,8 @@ class VAESettings:
 
     @classmethod
     def from_dict(cls, d):
-        """Make validated settings from :meth:`to_dict`'s output."""
-        return cls().replace(**d)
+        """Make validated settings from :meth:`to_dict`'s output.
+
+        Settings saved before ``n_fits`` existed were one fit.
+        """
+        return cls().replace(**{"n_fits": 1, **d})

@@ -12,7 +12,8 @@ hs.preferences.General.show_progressbar = False
 
 #: Small and fast: 96 channels of 0.5 eV cover both Fe white lines.
 SMALL = dict(n_channels=96, dispersion=0.5, offset=680.0)
-FAST = dict(max_steps=60, eval_every=20, print_info=False)
+#: One fit (n_fits=1): the ensemble has its own tests (test_ensemble.py).
+FAST = dict(max_steps=60, eval_every=20, print_info=False, n_fits=1)
 
 
 @pytest.fixture

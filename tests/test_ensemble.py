@@ -23,7 +23,7 @@ def ensemble_si():
     s, truth = fe_l23_spectrum_image(
         (16, 16), shift=2.0, fraction=0.05, random_state=3, **SMALL
     )
-    amap = s.vae_anomalies(random_state=0, n_fits=2, **FAST)
+    amap = s.vae_anomalies(random_state=0, **{**FAST, "n_fits": 2})
     return s, truth, amap
 
 
@@ -80,4 +80,12 @@ def test_wrong_number_of_networks_is_refused(ensemble_si, tmp_path):
 def test_n_fits_must_be_positive(small_si):
     s, _ = small_si
     with pytest.raises(ValueError, match="n_fits"):
-        s.vae_anomalies(n_fits=0, **FAST)
+        s.vae_anomalies(**{**FAST, "n_fits": 0})
+
+
+def test_settings_saved_before_n_fits_are_one_fit():
+    from hyperspy_vae.settings import VAESettings
+
+    saved = VAESettings().to_dict()
+    assert saved.pop("n_fits") == 3
+    assert VAESettings.from_dict(saved).n_fits == 1
