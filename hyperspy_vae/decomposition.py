@@ -250,6 +250,9 @@ def vae_anomalies(
         models=nets,
         known_offset=None if known_drift is None else known_drift.ravel() / dispersion,
     )
+    if trained is None:
+        # Fewer fits than asked for when training was interrupted.
+        config = config.replace(n_fits=len(detection.models) // 2)
 
     def nav(values):
         return np.asarray(values).reshape(*nav_shape, *np.shape(values)[1:])
@@ -674,13 +677,13 @@ def plot_vae_loss(signal, ax=None):
             np.array(h["train_loss"]) / n_channels,
             color=f"C{i}",
             ls="--",
-            label=f"model {i + 1}: training",
+            label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: training",
         )
         ax.plot(
             h["step"],
             np.array(h["validation_loss"]) / n_channels,
             color=f"C{i}",
-            label=f"model {i + 1}: held out",
+            label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: held out",
         )
         if h.get("noise_floor"):
             ax.plot(
@@ -688,7 +691,7 @@ def plot_vae_loss(signal, ax=None):
                 np.array(h["noise_floor"]) / n_channels,
                 color=f"C{i}",
                 ls=":",
-                label=f"model {i + 1}: noise floor",
+                label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: noise floor",
             )
     ax.set_xlabel("Training step")
     ax.set_ylabel("Deviance per channel")

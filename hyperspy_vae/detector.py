@@ -31,7 +31,15 @@ N_SIMULATED = 2000
 
 @dataclass
 class Detection:
-    """Everything one detection run computes, per pixel (flat order)."""
+    """Everything one detection run computes, per pixel (flat order).
+
+    With several fits, the statistics (``raw_scores``, ``p_values``,
+    ``combined_p``, ``offset_error``) are the fits' average, calibrated;
+    ``latent_mean``, ``latent_log_var`` and ``offset`` are the first fit's
+    (they are relative to its networks); ``spikes`` is the majority's;
+    ``fit_combined_p`` holds each fit's own combined p-values
+    ``(n_fits, n_pixels)``.
+    """
 
     models: list
     histories: list
@@ -341,6 +349,8 @@ def _train_models(cube, train_mask, folds, settings, device, seed, show_progress
     train_index = np.flatnonzero(train_mask)
     models, histories = [], []
     for k in range(settings.n_fits):
+        if k > 0 and any(h.get("interrupted") for h in histories):
+            break  # interrupted (Ctrl-C): the fits finished so far
         for f in (0, 1):
             index = np.flatnonzero(train_mask & (folds == f))
             if index.size < MIN_FOLD_PIXELS:
@@ -352,6 +362,9 @@ def _train_models(cube, train_mask, folds, settings, device, seed, show_progress
             history["n_train"] = int(index.size)
             models.append(model)
             histories.append(history)
+        if k > 0 and any(h.get("interrupted") for h in histories[-2:]):
+            del models[-2:], histories[-2:]  # an unfinished fit is left out
+            break
     return models, histories
 
 
@@ -448,7 +461,7 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
             first["latent_mean"], map_shape, window, spread
         )
         out["spikes"] = (out["spikes"] > 0).astype(np.float64)
-        per_model.append(out)
+        per_model.append({name: out[name] for name in _AVERAGED})
         firsts.append(first)
     return per_model, firsts, residual_stats, typical_weight
 
@@ -619,7 +632,7 @@ def detect(
         histories=histories,
         latent_mean=latent_mean,
         latent_log_var=latent_log_var,
-        offset=pick(per_model, "offset"),
+        offset=pick(fits[0], "offset"),
         offset_error=pick(per_model, "offset_error"),
         drift=drift,
         spikes=pick(per_model, "spikes") >= 0.5,

@@ -18,7 +18,9 @@ _FORMAT = "hyperspy_vae.VAEResults"
 _MAX_UNPACKED_BYTES = 8 * 2**30
 #: Largest decoder accepted from a file (parameters of its last layer).
 _MAX_PARAMETERS = 100_000_000
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
+#: The oldest format this version reads (3: one fit, before ``n_fits``).
+_OLDEST_FORMAT_VERSION = 3
 
 
 class VAEResults:
@@ -53,7 +55,8 @@ class VAEResults:
     p_values : dict of numpy.ndarray
         Navigation-shaped null p-values of the combined scores.
     latent_mean, latent_log_var : numpy.ndarray
-        Navigation shape + ``(latent_dim,)``: each pixel's posterior.
+        Navigation shape + ``(latent_dim,)``: each pixel's posterior (under
+        the first fit's networks, ``models[0]`` and ``models[1]``).
     history : dict
         Training history: steps and losses.
     threshold : dict
@@ -65,14 +68,14 @@ class VAEResults:
         The detector's noise, estimated from the data.
     offset : numpy.ndarray
         Navigation-shaped energy offset of each pixel against its
-        reconstruction, in model channels.
+        reconstruction by the first fit's networks, in model channels.
     drift : numpy.ndarray
         Navigation-shaped energy drift over the scan, in the energy units
         (from the zero-loss peak with ``low_loss``, else a robust line
         through the pixels' offsets in each scan row).
     spikes : numpy.ndarray of bool
         Navigation-shaped: pixels with a cosmic-ray spike (left out of their
-        scores).
+        scores), as most fits found them.
     dispersion : float
         Energy per model channel.
     flag_frequency : numpy.ndarray
@@ -329,7 +332,7 @@ class VAEResults:
         meta = json.loads(str(arrays["metadata_json"]))
         if meta.get("format") != _FORMAT:
             raise ValueError(f"{path} is not a hyperspy_vae results file.")
-        if meta.get("format_version", 0) < _FORMAT_VERSION:
+        if meta.get("format_version", 0) < _OLDEST_FORMAT_VERSION:
             raise ValueError(
                 f"{path} holds a network of an older hyperspy_vae "
                 f"({meta.get('version')}, format {meta.get('format_version')}) "

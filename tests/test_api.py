@@ -278,7 +278,7 @@ def test_plot_vae_loss(fitted_si):
     ax = s.plot_vae_loss()
     assert ax.get_ylabel() == "Deviance per channel"
     labels = [line.get_label() for line in ax.get_lines()]
-    assert "model 1: held out" in labels and "model 2: training" in labels
+    assert "fit 1, fold 1: held out" in labels and "fit 1, fold 2: training" in labels
 
 
 def test_get_regions_labels_connected_pixels():

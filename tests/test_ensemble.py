@@ -89,3 +89,24 @@ def test_settings_saved_before_n_fits_are_one_fit():
     saved = VAESettings().to_dict()
     assert saved.pop("n_fits") == 3
     assert VAESettings.from_dict(saved).n_fits == 1
+
+
+def test_interrupted_ensemble_keeps_the_finished_fits(small_si, monkeypatch):
+    from hyperspy_vae.nn import train
+
+    original = train.fit
+    calls = []
+
+    def fit_interrupted_in_the_second_fit(*args, **kwargs):
+        model, history = original(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            history["interrupted"] = True
+        return model, history
+
+    monkeypatch.setattr(train, "fit", fit_interrupted_in_the_second_fit)
+    s, _ = small_si
+    s.vae_anomalies(random_state=0, **{**FAST, "n_fits": 3})
+    assert len(calls) == 4  # the second fit's pair, then no third fit
+    assert len(s.vae_results.models) == 2
+    assert s.vae_results.settings.n_fits == 1

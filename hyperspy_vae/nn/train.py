@@ -252,13 +252,14 @@ def _data_statistics(cube, index, rng, n_sample=2048):
     log_shape = np.log(counts / max(counts.sum(), 1e-12) + 1e-8)
     half = cube.patch_size // 2
     centre = cube.patches(sample)[:, half, half].astype(np.float32)
-    # Robust: one cosmic-ray spike must not set a channel's scale (its
-    # standard deviation over a small map would be the spike's alone).
-    # Where half the pixels share one value (few counts), the standard
-    # deviation stands in for the median absolute deviation.
-    mean = np.median(centre, axis=0)
-    std = 1.4826 * np.median(np.abs(centre - mean), axis=0)
-    std = np.where(std > 1e-6, std, centre.std(axis=0))
+    # Each channel clipped to its 1st and 99th percentiles first: a cosmic-ray
+    # spike in one pixel does not set the channel's scale (on a small map
+    # its standard deviation would be the spike's alone), while the spread
+    # between phases and thicknesses, which the encoder must keep, stays.
+    low, high = np.percentile(centre, [1.0, 99.0], axis=0)
+    clipped = np.clip(centre, low, high)
+    mean = clipped.mean(axis=0)
+    std = clipped.std(axis=0)
     std = np.where(std > 1e-6, std, 1.0)
     return (
         torch.from_numpy(log_shape.astype(np.float32)),
