@@ -22,7 +22,9 @@ Parts:
   (fraction of pixels whose flag changes).
 
 Run ``python benchmarks/realistic.py --part detect --seeds 1000 ... 1009``;
-results go to ``benchmarks/results/realistic*.{json,md,png}``.
+results go to ``benchmarks/results/realistic*.{json,md,png}``. Runs split
+over processes (``--cases``) are put together with ``--merge a.json b.json
+--name realistic_heldout``.
 """
 
 import argparse
@@ -330,13 +332,37 @@ def write_stability_markdown(rows, path, command):
     path.write_text("\n".join(lines) + "\n")
 
 
+def merge_detect(paths, name):
+    """Tables and QQ plot of ``detect`` rows written by several runs."""
+    rows = [row for path in paths for row in json.loads(Path(path).read_text())]
+    seeds = sorted({row["seed"] for row in rows})
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
+    command = "python benchmarks/realistic.py --merge " + " ".join(map(str, paths))
+    write_detect_markdown(
+        summarise_detect(rows), RESULTS / f"{name}.md", command, seeds
+    )
+    plot_qq(rows, RESULTS / f"{name}_qq.png")
+    print((RESULTS / f"{name}.md").read_text())
+    return rows
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("detect", "stability"), default="detect")
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--name", default=None, help="output file stem")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="write the tables of these detect results (runs split over "
+        "processes by --cases) instead of running",
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        return merge_detect(args.merge, args.name or "realistic_merged")
     unknown = set(args.cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}")
