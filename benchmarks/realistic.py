@@ -337,7 +337,11 @@ def merge_detect(paths, name):
     rows = [row for path in paths for row in json.loads(Path(path).read_text())]
     seeds = sorted({row["seed"] for row in rows})
     (RESULTS / f"{name}.json").write_text(json.dumps(rows))
-    command = "python benchmarks/realistic.py --merge " + " ".join(map(str, paths))
+    command = (
+        "python benchmarks/realistic.py --merge "
+        + " ".join(map(str, paths))
+        + f" --name {name}"
+    )
     write_detect_markdown(
         summarise_detect(rows), RESULTS / f"{name}.md", command, seeds
     )
