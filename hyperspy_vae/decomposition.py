@@ -671,28 +671,21 @@ def plot_vae_loss(signal, ax=None):
         raise ValueError("These results have no training history (a reused model).")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 3.5), layout="constrained")
+    curves = (
+        ("train_loss", "--", "training"),
+        ("validation_loss", "-", "held out"),
+        ("noise_floor", ":", "noise floor"),
+    )
     for i, h in enumerate(fits):
-        ax.plot(
-            h["step"],
-            np.array(h["train_loss"]) / n_channels,
-            color=f"C{i}",
-            ls="--",
-            label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: training",
-        )
-        ax.plot(
-            h["step"],
-            np.array(h["validation_loss"]) / n_channels,
-            color=f"C{i}",
-            label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: held out",
-        )
-        if h.get("noise_floor"):
-            ax.plot(
-                h["step"],
-                np.array(h["noise_floor"]) / n_channels,
-                color=f"C{i}",
-                ls=":",
-                label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: noise floor",
-            )
+        for key, style, name in curves:
+            if h.get(key):
+                ax.plot(
+                    h["step"],
+                    np.array(h[key]) / n_channels,
+                    color=f"C{i}",
+                    ls=style,
+                    label=f"fit {i // 2 + 1}, fold {i % 2 + 1}: {name}",
+                )
     ax.set_xlabel("Training step")
     ax.set_ylabel("Deviance per channel")
     ax.set_title(f"VAE training of {signal.metadata.General.title}", fontsize="medium")

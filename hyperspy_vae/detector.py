@@ -599,11 +599,13 @@ def detect(
             typical_weight = weight
     theory = _theoretical_maxima(correlation, typical_weight, windows, seed)
 
-    fit_combined_p = np.stack(
-        [_p_values(fit, folds, halves, sets, theory)[1] for fit in fits]
-    )
     per_model = fits[0] if len(fits) == 1 else _mean_over_fits(fits)
     p_values, combined_p = _p_values(per_model, folds, halves, sets, theory)
+    fit_combined_p = (
+        combined_p[None]
+        if len(fits) == 1
+        else np.stack([_p_values(fit, folds, halves, sets, theory)[1] for fit in fits])
+    )
 
     # The out-of-fold model's values for every pixel.
     scorer = 1 - folds

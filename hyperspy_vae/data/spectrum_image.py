@@ -348,19 +348,7 @@ def fe_l23_spectrum_image(
     )
     struck = spike_counts.any(axis=-1).reshape(nav_shape)
 
-    axes = [
-        {"name": name, "units": "nm", "scale": 1.0, "offset": 0.0, "size": n}
-        for name, n in zip(("y", "x")[-len(nav_shape) :], nav_shape, strict=True)
-    ]
-    axes.append(
-        {
-            "name": "Energy loss",
-            "units": "eV",
-            "scale": dispersion,
-            "offset": offset,
-            "size": n_channels,
-        }
-    )
+    axes = _axes(nav_shape, dispersion, offset, n_channels)
     signal = EELSSpectrum(counts.astype(np.float32), axes=axes)
     signal.metadata.General.title = "Synthetic Fe L2,3 spectrum image"
     signal.set_microscope_parameters(
@@ -483,6 +471,14 @@ def low_loss_spectrum_image(truth, random_state=None, dispersion=0.05):
     plasmon = 2e3 * nuisances._plasmon_shape(np.maximum(e, 0.0)) * e.shape[-1]
     counts = rng.poisson(zero_loss + plasmon + 5.0).astype(np.float32)
     nav_shape = np.shape(truth.drift)
+    axes = _axes(nav_shape, dispersion, float(energy[0]), energy.size)
+    signal = EELSSpectrum(counts, axes=axes)
+    signal.metadata.General.title = "Synthetic low-loss spectrum image"
+    return signal
+
+
+def _axes(nav_shape, dispersion, offset, n_channels):
+    """HyperSpy axes of a synthetic map (nm pixels) with an eV energy axis."""
     axes = [
         {"name": name, "units": "nm", "scale": 1.0, "offset": 0.0, "size": n}
         for name, n in zip(("y", "x")[-len(nav_shape) :], nav_shape, strict=True)
@@ -492,10 +488,8 @@ def low_loss_spectrum_image(truth, random_state=None, dispersion=0.05):
             "name": "Energy loss",
             "units": "eV",
             "scale": dispersion,
-            "offset": float(energy[0]),
-            "size": energy.size,
+            "offset": offset,
+            "size": n_channels,
         }
     )
-    signal = EELSSpectrum(counts, axes=axes)
-    signal.metadata.General.title = "Synthetic low-loss spectrum image"
-    return signal
+    return axes
