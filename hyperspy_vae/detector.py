@@ -27,6 +27,11 @@ MIN_FOLD_PIXELS = 8
 RESIDUAL_SAMPLE = 1024
 #: Simulated noise spectra for the theoretical nulls.
 N_SIMULATED = 2000
+#: Up to this many calibration pixels for a model, each pixel's null is
+#: fitted on all of them but itself (one fit per pixel, n**2 work); above,
+#: the other half alone holds over 500 pixels (Student's t with over 350
+#: degrees of freedom: the normal).
+LEAVE_ONE_OUT_MAX = 1000
 
 
 @dataclass
@@ -283,20 +288,26 @@ def _merge(results, n, index):
 
 
 def _calibration_sets(folds, halves, train_mask):
-    """Calibration pixels of each (model, half): the other fold, the other half.
+    """Calibration pixels of each model and (model, half).
 
-    Model ``f`` scores the pixels of fold ``1 - f``; those of half ``h`` are
-    calibrated on the training (reference) pixels of fold ``1 - f``, half
-    ``1 - h``. Where that set is nearly empty (a small reference region) it
-    is the reference pixels of both halves.
+    Model ``f`` scores the pixels of fold ``1 - f``; those of half ``h``
+    have their per-channel residual statistics (and, on large maps, their
+    nulls) from the training (reference) pixels of fold ``1 - f``, half
+    ``1 - h``: ``sets[f, h]``. On smaller maps (:data:`LEAVE_ONE_OUT_MAX`)
+    each pixel's null is fitted on the training pixels of fold ``1 - f``,
+    both halves, less itself: ``sets[f]``. Where a set is nearly empty (a
+    small reference region) it is the reference pixels of both halves, or
+    of the whole map.
     """
     sets = {}
     for f in (0, 1):
         scored = (folds == 1 - f) & train_mask
+        whole = scored if scored.sum() >= MIN_FOLD_PIXELS else train_mask
+        sets[f] = np.flatnonzero(whole)
         for h in (0, 1):
             chosen = scored & (halves == 1 - h)
             if chosen.sum() < MIN_FOLD_PIXELS:
-                chosen = scored if scored.sum() >= MIN_FOLD_PIXELS else train_mask
+                chosen = whole
             sets[f, h] = np.flatnonzero(chosen)
     return sets
 
@@ -448,13 +459,14 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
             ),
             map_shape,
             window // 2,
+            scored=context["folds"] != f,
         )
         _, latent_differences = scoring.context_latent(
             first["latent_mean"], map_shape, window
         )
         # Latent distances, each coordinate scaled by its spread over the
         # calibration pixels of this model.
-        calibration = np.concatenate([sets[f, 0], sets[f, 1]])
+        calibration = sets[f]
         spread = np.median(np.abs(latent_differences[calibration]), axis=0)
         spread = np.maximum(spread / 0.6745, 1e-6)
         out["latent"], _ = scoring.context_latent(
@@ -467,18 +479,32 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
 
 
 def _p_values(per_model, folds, halves, sets, theory):
-    """Each statistic's p-values (out-of-fold model, other-half null) and their combination."""
+    """Each statistic's p-values (out-of-fold model, a null without the pixel) and their combination."""
     n = folds.size
     p_values = {}
     for name, kind in scoring.COMBINED_SCORES.items():
         p = np.ones(n)
         for f in (0, 1):
+            values = per_model[f][name]
+            pool = sets[f]
+            if pool.size <= LEAVE_ONE_OUT_MAX:
+                target = np.flatnonzero(folds == 1 - f)
+                position = np.full(n, -1)
+                position[pool] = np.arange(pool.size)
+                p[target] = nulls.null_p_values(
+                    values[target],
+                    kind,
+                    calibration=values[pool],
+                    theory=theory.get(name),
+                    left_out=position[target],
+                )
+                continue
             for h in (0, 1):
                 target = (folds == 1 - f) & (halves == h)
                 p[target] = nulls.null_p_values(
-                    per_model[f][name][target],
+                    values[target],
                     kind,
-                    calibration=per_model[f][name][sets[f, h]],
+                    calibration=values[sets[f, h]],
                     theory=theory.get(name),
                 )
         p_values[name] = p
@@ -574,6 +600,7 @@ def detect(
             scoring.spike_limit(cube.n_pixels * n_channels, correlation),
             scoring.spike_alpha(cube.n_pixels * n_channels),
         ),
+        "folds": folds,
         "halves": halves,
         "known_offset": known,
     }

@@ -3,9 +3,11 @@
 The map is cut into square blocks, coloured like a checkerboard: the two
 colours are the two *folds*. A model trained on one fold scores the pixels
 of the other, so no pixel is scored by a model that learned from it. Within
-a fold, alternate block rows form two *halves*: the null distribution used
-for one half's p-values is fitted on the other half, so no pixel is scored
-against a null it helped to fit.
+a fold, alternate block rows form two *halves*: the residual statistics
+(and, on large maps, the null distribution) used for one half's p-values
+are fitted on the other half, so no pixel is scored against a null it
+helped to fit (on small maps, each pixel's null is fitted on both halves
+without it; see :mod:`hyperspy_vae.detector`).
 
 There are eight blocks along each side (sixteen along a line scan), so each
 fold sees every region of the map; on a map of 64 pixels or more a side,

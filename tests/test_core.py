@@ -135,6 +135,55 @@ def test_two_sided_null_is_uniform_and_floored_at_the_noise_model():
     assert (wide < 0.01).mean() < 1e-3
 
 
+def test_leave_one_out_nulls_leave_each_value_out_of_its_own_null():
+    rng = np.random.default_rng(3)
+    values = np.append(rng.standard_normal(29), 8.0)
+    for kind in ("two-sided", "maximum"):
+        p = nulls.null_p_values(
+            values, kind, calibration=values, left_out=np.arange(values.size)
+        )
+        alone = [
+            nulls.null_p_values(values[i : i + 1], kind, np.delete(values, i))[0]
+            for i in range(values.size)
+        ]
+        np.testing.assert_allclose(p, alone)
+        with_itself = nulls.null_p_values(values, kind, calibration=values)
+        assert p[-1] != with_itself[-1]
+
+
+def test_small_calibration_sets_give_a_t_prediction_near_the_noise_model():
+    # 29 standard normal calibration values: a t with about 20 degrees of
+    # freedom (the biweight's): about half the p-value the MAD's 10 give.
+    rng = np.random.default_rng(4)
+    calibration = rng.standard_normal(29)
+    p = nulls.null_p_values(np.array([5.0]), "two-sided", calibration=calibration)
+    assert 1e-5 < p[0] < 4.5e-4
+    # Over many draws of a calibration set twice as wide as the noise model
+    # (a model misfit): the prediction is uniform, not anti-conservative.
+    hits = [
+        nulls.null_p_values(
+            2 * rng.standard_normal(200),
+            "two-sided",
+            calibration=2 * rng.standard_normal(29),
+        )
+        < 0.01
+        for _ in range(200)
+    ]
+    assert 0.006 < np.mean(hits) < 0.013
+
+
+def test_local_standardisation_uses_only_the_scored_pixels():
+    rng = np.random.default_rng(5)
+    shape = (1, 24, 24)
+    scored = rng.random(shape).ravel() < 0.5
+    z = np.where(scored, 3.0, 0.3) * rng.standard_normal(scored.size)
+    mad = lambda v: 1.4826 * np.median(np.abs(v - np.median(v)))  # noqa: E731
+    mixed = scoring.locally_standardised(z, shape, 8)
+    only = scoring.locally_standardised(z, shape, 8, scored=scored)
+    assert mad(mixed[scored]) > 1.3
+    assert 0.85 < mad(only[scored]) < 1.15
+
+
 def test_combination_is_bonferroni_with_equal_weights():
     p = {"a": np.array([0.01, 0.5]), "b": np.array([0.2, 0.001]), "c": np.ones(2)}
     np.testing.assert_allclose(nulls.combine_p_values(p), [0.03, 0.003])
