@@ -550,8 +550,9 @@ def offset_references(offset, offset_error, map_shape, window):
        (below) in its column, corrected for the drift between the rows.
 
     ``step`` marks pixels whose two sides disagree, beyond the line's trend,
-    by more than :data:`AGREEMENT_LIMIT` standard errors (or a side is
-    missing): a drift step or a phase boundary lies near. Which candidate a
+    by more than :data:`AGREEMENT_LIMIT` standard errors, and pixels at a
+    row's end whose :data:`BOUNDARY_RUN` pixels beside them disagree so with
+    the line: a drift step or a phase boundary lies near. Which candidate a
     pixel is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
@@ -597,6 +598,20 @@ def offset_references(offset, offset_error, map_shape, window):
     with np.errstate(invalid="ignore"):
         departure = np.abs(refs[2] - refs[1] - slope * distance)
         step = ~(departure <= AGREEMENT_LIMIT * np.hypot(errs[1], errs[2]))
+    # With one side (a row's end), the pixels just beside it against the
+    # line: a boundary a few pixels in, that the line runs across.
+    near_left, near_right, k_left, k_right = one_sided_references(
+        offset, map_shape, BOUNDARY_RUN, keep_short=True
+    )
+    one_sided = (n_left == 0) ^ (n_right == 0)
+    near = np.where(n_left > 0, near_left, near_right)
+    count = np.where(n_left > 0, k_left, k_right)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        near_error = np.sqrt(np.pi / 2) * offset_error / np.sqrt(np.maximum(count, 1))
+        centre = (count + 1) / 2 * np.where(n_left > 0, -1.0, 1.0)
+        apart = np.abs(near - refs[0] - slope * centre)
+        end_step = ~(apart <= AGREEMENT_LIMIT * np.hypot(near_error, errs[0]))
+    step = np.where(one_sided, end_step, step)
     step |= ~np.isfinite(refs[0])
     return refs, errs, step
 
@@ -657,11 +672,13 @@ def candidate_choice(latent, candidates, step, map_shape):
     (:data:`BOUNDARY_DEPARTURE`):
 
     * both sides of its row exist: at a boundary, the near side (1 left, 2
-      right); else, where the offsets' sides disagree (a drift step), -1:
-      the smallest score of the line and the two sides; else the line (0);
+      right); else, where the offsets' sides disagree (a drift step, or a
+      boundary further off), -1: the smallest score of every candidate;
+      else the line (0);
     * one side only (a row's end): at a boundary, the vertical candidate (3
-      up, 4 down) nearer in latent; else the line;
-    * no side: -2, the smallest score of every candidate.
+      up, 4 down) nearer in latent; else, where the pixels beside it
+      disagree with the line, -1; else the line;
+    * no side: -1.
 
     Parameters
     ----------
@@ -692,8 +709,7 @@ def candidate_choice(latent, candidates, step, map_shape):
     has_left = np.isfinite(candidates[1]).all(axis=1)
     has_right = np.isfinite(candidates[2]).all(axis=1)
     choice = np.where(step, -1, 0)
-    choice = np.where(has_left ^ has_right, 0, choice)
-    choice = np.where(~has_left & ~has_right, -2, choice)
+    choice = np.where(~has_left & ~has_right, -1, choice)
     if not informative.any():
         return choice
     scaled = latent[:, informative] / noise[informative]
@@ -763,8 +779,9 @@ def context_shift(
     the edge), divided by ``sqrt(1 + I**2 se**2 / V)`` for the reference's
     own error ``se``. The ``I / V`` factor corrects the likelihood ratio for
     correlated channels. Each pixel takes the candidate of ``choice`` (see
-    :func:`candidate_choice`); where it is -1, the smallest ``|z|`` of the
-    line and the two sides, -2 of every candidate. A pixel with no
+    :func:`candidate_choice`); where it is negative, the smallest ``|z|`` of
+    every candidate (beside a step or a boundary the rows above and below
+    may be the only reference of the pixel's kind). A pixel with no
     neighbour: 0.
 
     Parameters
@@ -792,9 +809,8 @@ def context_shift(
     z = np.where(np.isfinite(z), z, np.inf)
     pixels = np.arange(z.shape[1])
     every = z[np.argmin(np.abs(z), axis=0), pixels]
-    row = z[np.argmin(np.abs(z[:3]), axis=0), pixels]
     chosen = z[np.maximum(choice, 0), pixels]
-    best = np.where(choice == -1, row, np.where(choice == -2, every, chosen))
+    best = np.where(choice < 0, every, chosen)
     best = np.where(np.isfinite(best), best, every)
     return np.where(np.isfinite(best), best, 0.0)
 
