@@ -399,7 +399,7 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
                 model, cube, device, batch_size, context["spike_limit"], correlation
             )
         offset = first["offset"] - (0.0 if known is None else known)
-        references, errors, step = scoring.offset_references(
+        references, errors, step, mixed = scoring.offset_references(
             offset, first["offset_error"], map_shape, window
         )
         choice = scoring.candidate_choice(
@@ -407,6 +407,7 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
             scoring.latent_candidates(first["latent_mean"], map_shape, window),
             step,
             map_shape,
+            mixed,
         )
         model_context = dict(context, references=references)
         # Per-channel residual statistics of each half, from a sample of its

@@ -550,8 +550,8 @@ def offset_references(offset, offset_error, map_shape, window):
        (below) in its column, corrected for the drift between the rows.
 
     ``step`` marks pixels whose two sides disagree, beyond the line's trend,
-    by more than :data:`AGREEMENT_LIMIT` standard errors, and pixels at a
-    row's end whose :data:`BOUNDARY_RUN` pixels beside them disagree so with
+    by more than :data:`AGREEMENT_LIMIT` standard errors, or whose
+    :data:`BOUNDARY_RUN` pixels just beside them on a side disagree so with
     the line: a drift step or a phase boundary lies near. Which candidate a
     pixel is compared with is decided by :func:`candidate_choice`, from the
     latent points.
@@ -569,8 +569,15 @@ def offset_references(offset, offset_error, map_shape, window):
     -------
     references, errors : numpy.ndarray
         ``(5, n_pixels)`` each; NaN where a candidate does not exist.
-    step : numpy.ndarray of bool
-        ``(n_pixels,)``: the sides disagree, or one is missing.
+    step : numpy.ndarray of int
+        ``(n_pixels,)``: 0 none; 1 the sides disagree, or the line misses the
+        pixels just beside the pixel; 2 so at a row's end (a side of fewer
+        than two pixels), or no line.
+    mixed : numpy.ndarray of bool
+        ``(2, n_pixels)``: the left (right) side's median departs from that
+        of its :data:`BOUNDARY_RUN` pixels beside the pixel by more than
+        :data:`AGREEMENT_LIMIT` standard errors (beyond the trend): the side
+        reaches across a boundary or a step.
     """
     n = offset.size
     refs = np.full((5, n), np.nan)
@@ -598,22 +605,44 @@ def offset_references(offset, offset_error, map_shape, window):
     with np.errstate(invalid="ignore"):
         departure = np.abs(refs[2] - refs[1] - slope * distance)
         step = ~(departure <= AGREEMENT_LIMIT * np.hypot(errs[1], errs[2]))
-    # With one side (a row's end), the pixels just beside it against the
-    # line: a boundary a few pixels in, that the line runs across.
+    # The pixels just beside it on each side: where their median departs
+    # from the whole side's, the side reaches across a boundary or a step.
     near_left, near_right, k_left, k_right = one_sided_references(
         offset, map_shape, BOUNDARY_RUN, keep_short=True
     )
-    one_sided = (n_left == 0) ^ (n_right == 0)
-    near = np.where(n_left > 0, near_left, near_right)
-    count = np.where(n_left > 0, k_left, k_right)
+    e_near_left, e_near_right, _, _ = one_sided_references(
+        offset_error, map_shape, BOUNDARY_RUN, keep_short=True
+    )
+    near = np.stack([near_left, near_right])
+    counts = np.stack([k_left, k_right])
     with np.errstate(invalid="ignore", divide="ignore"):
-        near_error = np.sqrt(np.pi / 2) * offset_error / np.sqrt(np.maximum(count, 1))
-        centre = (count + 1) / 2 * np.where(n_left > 0, -1.0, 1.0)
-        apart = np.abs(near - refs[0] - slope * centre)
+        near_error = (
+            np.sqrt(np.pi / 2)
+            * np.stack([e_near_left, e_near_right])
+            / np.sqrt(np.maximum(counts, 1))
+        )
+        # Centres (count + 1) / 2 pixels to the left (-) and right (+).
+        centres = (counts + 1) / 2 * np.array([[-1.0], [1.0]])
+        whole_centres = (
+            (np.stack([n_left, n_right]) + 1) / 2 * np.array([[-1.0], [1.0]])
+        )
+        trend = slope * (centres - whole_centres)
+        mixed = ~(
+            np.abs(near - refs[1:3] - trend)
+            <= AGREEMENT_LIMIT * np.hypot(near_error, errs[1:3])
+        ) & np.isfinite(refs[1:3])
+        apart = np.abs(near - refs[0] - slope * centres)
         end_step = ~(apart <= AGREEMENT_LIMIT * np.hypot(near_error, errs[0]))
-    step = np.where(one_sided, end_step, step)
+    # A line that misses the pixels just beside the pixel on either side runs
+    # across a step or a boundary (its slope, taken through the step, can
+    # hide that from the two sides' comparison).
+    step |= np.any(end_step & (counts > 0), axis=0)
     step |= ~np.isfinite(refs[0])
-    return refs, errs, step
+    # At a row's end (a side of fewer than two pixels) the row alone may hold
+    # no reference of the pixel's kind: every candidate, the rows above and
+    # below too.
+    end = (n_left < 2) | (n_right < 2)
+    return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
 
 
 #: A pixel sits beside a phase boundary when its latent point is closer to
@@ -660,7 +689,7 @@ def latent_candidates(latent, map_shape, window):
     return out
 
 
-def candidate_choice(latent, candidates, step, map_shape):
+def candidate_choice(latent, candidates, step, map_shape, mixed=None):
     """Which candidate reference each pixel is compared with.
 
     The latent points carry what a spectrum looks like, not where it sits,
@@ -672,13 +701,14 @@ def candidate_choice(latent, candidates, step, map_shape):
     (:data:`BOUNDARY_DEPARTURE`):
 
     * both sides of its row exist: at a boundary, the near side (1 left, 2
-      right); else, where the offsets' sides disagree (a drift step, or a
-      boundary further off), -1: the smallest score of every candidate;
-      else the line (0);
+      right), or -1 where that side reaches across another boundary
+      (``mixed``); else, where ``step`` is 1 (a drift step, or a boundary
+      further off), -1: the smallest score of the line and the two sides;
+      where it is 2 (so at a row's end), -2: the smallest of every
+      candidate; else the line (0);
     * one side only (a row's end): at a boundary, the vertical candidate (3
-      up, 4 down) nearer in latent; else, where the pixels beside it
-      disagree with the line, -1; else the line;
-    * no side: -1.
+      up, 4 down) nearer in latent; else as above;
+    * no side: -2.
 
     Parameters
     ----------
@@ -686,10 +716,14 @@ def candidate_choice(latent, candidates, step, map_shape):
         ``(n_pixels, latent_dim)``.
     candidates : numpy.ndarray
         ``(5, n_pixels, latent_dim)`` from :func:`latent_candidates`.
-    step : numpy.ndarray of bool
+    step : numpy.ndarray of int
         ``(n_pixels,)`` from :func:`offset_references`.
     map_shape : tuple of int
         ``(n_maps, rows, columns)``.
+    mixed : numpy.ndarray of bool, optional
+        ``(2, n_pixels)`` from :func:`offset_references`: a near side that
+        reaches across another boundary further off is not a reference
+        (-1 instead).
 
     Returns
     -------
@@ -708,8 +742,8 @@ def candidate_choice(latent, candidates, step, map_shape):
     informative = latent.std(axis=0) > 2 * noise
     has_left = np.isfinite(candidates[1]).all(axis=1)
     has_right = np.isfinite(candidates[2]).all(axis=1)
-    choice = np.where(step, -1, 0)
-    choice = np.where(~has_left & ~has_right, -1, choice)
+    choice = np.where(step == 2, -2, np.where(step == 1, -1, 0))
+    choice = np.where(~has_left & ~has_right, -2, choice)
     if not informative.any():
         return choice
     scaled = latent[:, informative] / noise[informative]
@@ -726,9 +760,12 @@ def candidate_choice(latent, candidates, step, map_shape):
     far = np.maximum(d_left, d_right)
     departure = BOUNDARY_DEPARTURE * np.sqrt(informative.sum())
     boundary = (near < BOUNDARY_RATIO * far) & (far > departure) & np.isfinite(far)
-    choice = np.where(
-        boundary & has_left & has_right, np.where(d_left <= d_right, 1, 2), choice
-    )
+    side_choice = np.where(d_left <= d_right, 1, 2)
+    if mixed is not None:
+        side_choice = np.where(
+            np.where(d_left <= d_right, mixed[0], mixed[1]), -1, side_choice
+        )
+    choice = np.where(boundary & has_left & has_right, side_choice, choice)
     # At a row's end the one row side is the far one: look up and down.
     d_up = distance(candidates[3][:, informative] / noise[informative])
     d_down = distance(candidates[4][:, informative] / noise[informative])
@@ -779,10 +816,10 @@ def context_shift(
     the edge), divided by ``sqrt(1 + I**2 se**2 / V)`` for the reference's
     own error ``se``. The ``I / V`` factor corrects the likelihood ratio for
     correlated channels. Each pixel takes the candidate of ``choice`` (see
-    :func:`candidate_choice`); where it is negative, the smallest ``|z|`` of
-    every candidate (beside a step or a boundary the rows above and below
-    may be the only reference of the pixel's kind). A pixel with no
-    neighbour: 0.
+    :func:`candidate_choice`); where it is -1, the smallest ``|z|`` of the
+    line and the two sides, -2 of every candidate (at a row's end beside a
+    boundary the rows above and below may be the only reference of the
+    pixel's kind). A pixel with no neighbour: 0.
 
     Parameters
     ----------
@@ -809,8 +846,9 @@ def context_shift(
     z = np.where(np.isfinite(z), z, np.inf)
     pixels = np.arange(z.shape[1])
     every = z[np.argmin(np.abs(z), axis=0), pixels]
+    row = z[np.argmin(np.abs(z[:3]), axis=0), pixels]
     chosen = z[np.maximum(choice, 0), pixels]
-    best = np.where(choice < 0, every, chosen)
+    best = np.where(choice == -1, row, np.where(choice == -2, every, chosen))
     best = np.where(np.isfinite(best), best, every)
     return np.where(np.isfinite(best), best, 0.0)
 

@@ -76,7 +76,9 @@ def test_context_shift_compares_a_pixel_with_its_own_side_of_a_step():
     offsets[..., 20:] += 3.0  # a drift step within every row
     offsets[0, 1, 8] += 2.0  # one shifted pixel
     errors = np.full(offsets.size, 0.1)
-    refs, errs, step = scoring.offset_references(offsets.ravel(), errors, (1, 4, 40), 8)
+    refs, errs, step, _ = scoring.offset_references(
+        offsets.ravel(), errors, (1, 4, 40), 8
+    )
     assert step[[20 + 40 * r for r in range(4)]].all()  # beside the step
     assert not step[[5, 45, 125]].any()  # far from it
     # Near the offset: S = I (o - ref), V = I, LR = I (o - ref)**2.

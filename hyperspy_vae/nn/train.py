@@ -141,18 +141,17 @@ MAX_HALVINGS = 3
 _OFFSET_STEPS = 2
 
 
-def _batch_losses(
-    model, cube, index, device, sample, offsets, drift, mixed_precision=True
-):
-    """Losses of a batch, its reconstruction moved by the drift.
+def _batch_losses(model, cube, index, device, sample, offsets, mixed_precision=True):
+    """Losses of a batch, each reconstruction moved by its pixel's offset.
 
     ``offsets`` (a tensor over every pixel of the cube, in channels) holds
     each pixel's fitted energy offset, refined here by Gauss-Newton (no
-    gradient); ``drift`` is a robust line through them in each scan row
-    (see :func:`_update_drift`). The reconstruction is moved by the drift before
-    the likelihood: the spectrometer's drift costs the network nothing, so
-    it does not learn it, while a pixel's own departure from its row (a
-    chemical shift) is not forgiven.
+    gradient). The reconstruction is moved by it before the likelihood:
+    where a spectrum sits in energy (drift, or a chemical shift) costs the
+    network nothing, so its latent points carry what a spectrum looks like
+    and not where it sits. A shift is then found by the offsets, against the
+    pixel's neighbours, and the latent points tell phases apart without
+    taking an anomalous cluster for one.
     """
     patches = to_device(cube.patches(index), device).float()
     counts = to_device(cube.centre_counts(index), device)
@@ -164,7 +163,7 @@ def _batch_losses(
         logits.detach(), counts, offsets[where].to(device), _OFFSET_STEPS
     )
     offsets[where] = offset.to(offsets.device)
-    aligned = shift_logits(logits, drift[where].to(device))
+    aligned = shift_logits(logits, offset)
     return (
         multinomial_nll(aligned, counts),
         multinomial_deviance(aligned.detach(), counts),
@@ -200,23 +199,11 @@ def _kept(deviance, trim_fraction):
     return torch.topk(deviance, n_keep, largest=False).indices
 
 
-def _update_drift(offsets, index, map_shape):
-    """Drift: a robust line through the offsets of ``index`` in each scan row.
-
-    ``index`` are the pixels whose offsets training refines (the held-out
-    ones keep their starting offsets). See
-    :func:`hyperspy_vae.scoring.row_trends`.
-    """
-    from ..scoring import row_trends
-
-    values = np.full(int(np.prod(map_shape)), np.nan)
-    values[index] = offsets[index].numpy()
-    drift = row_trends(values, map_shape)
-    return torch.from_numpy(np.nan_to_num(drift).astype(np.float32))
-
-
-def _validation_loss(model, cube, index, settings, device, offsets, drift):
+def _validation_loss(model, cube, index, settings, device, offsets):
     """Trimmed mean held-out deviance, and what a perfect model would score.
+
+    Each held-out pixel is aligned on the reconstruction from its starting
+    offset (a few Gauss-Newton steps, not kept).
 
     The second (the noise floor) is the same trimmed mean for counts drawn
     from the model's own expected counts: where the first stays well above
@@ -231,7 +218,10 @@ def _validation_loss(model, cube, index, settings, device, offsets, drift):
             counts = to_device(cube.centre_counts(chunk), device)
             logits, _, _ = model(patches, sample=False)
             where = torch.as_tensor(chunk, device=offsets.device)
-            aligned = shift_logits(logits.float(), drift[where].to(device))
+            offset, _, _ = fit_offsets(
+                logits.float(), counts, offsets[where].to(device), _OFFSET_STEPS
+            )
+            aligned = shift_logits(logits.float(), offset)
             deviances.append(multinomial_deviance(aligned, counts))
             expected = counts.sum(-1, keepdim=True) * torch.softmax(aligned, -1)
             floors.append(multinomial_deviance(aligned, torch.poisson(expected)))
@@ -279,9 +269,8 @@ def fit(
     """Train a :class:`CVAE3D` on the pixels ``train_index`` of ``cube``.
 
     The loss is the multinomial negative log-likelihood of each centre
-    pixel's counts, its reconstruction moved by the drift of its scan row
-    (a robust line through the pixels' fitted energy offsets, refreshed at
-    every evaluation), plus ``beta`` times the KL term; the worst-fitting
+    pixel's counts, its reconstruction moved by the pixel's fitted energy
+    offset (see :func:`_batch_losses`), plus ``beta`` times the KL term; the worst-fitting
     ``trim_fraction`` of each batch is left out (robust training). A held-out
     part of the pixels drives early stopping: when it stops improving while
     still above its noise floor (what a perfect model would score), the
@@ -351,8 +340,6 @@ def fit(
         offsets[train_index] = initial_offsets(
             cube, train_index, log_shape, device, settings.inference_batch_size
         )
-        map_shape = cube.counts.shape[:3]
-        drift = _update_drift(offsets, fit_index, map_shape)
         history = {
             "step": [],
             "train_loss": [],
@@ -378,7 +365,7 @@ def fit(
                 index = rng.choice(fit_index, size=batch_size)
                 try:
                     nll, deviance, kl = _batch_losses(
-                        model, cube, index, device, True, offsets, drift
+                        model, cube, index, device, True, offsets
                     )
                 except torch.cuda.OutOfMemoryError:
                     batch_size = _halve_batch(batch_size, device)
@@ -394,9 +381,8 @@ def fit(
                 optimizer.step()
                 running.append(float(deviance[keep].mean()))
                 if step % settings.eval_every == 0 or step == settings.max_steps:
-                    drift = _update_drift(offsets, fit_index, map_shape)
                     val, floor = _validation_loss(
-                        model, cube, val_index, settings, device, offsets, drift
+                        model, cube, val_index, settings, device, offsets
                     )
                     history["step"].append(step)
                     history["train_loss"].append(float(np.mean(running)))
