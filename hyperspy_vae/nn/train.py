@@ -148,10 +148,9 @@ def _batch_losses(model, cube, index, device, sample, offsets, mixed_precision=T
     each pixel's fitted energy offset, refined here by Gauss-Newton (no
     gradient). The reconstruction is moved by it before the likelihood:
     where a spectrum sits in energy (drift, or a chemical shift) costs the
-    network nothing, so its latent points carry what a spectrum looks like
-    and not where it sits. A shift is then found by the offsets, against the
-    pixel's neighbours, and the latent points tell phases apart without
-    taking an anomalous cluster for one.
+    network nothing, so it has no reason to reproduce a shift, and the
+    fitted offset of a shifted pixel carries all of it; the shift is then
+    found by comparing offsets with the pixel's neighbours'.
     """
     patches = to_device(cube.patches(index), device).float()
     counts = to_device(cube.centre_counts(index), device)
