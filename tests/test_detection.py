@@ -4,7 +4,7 @@ import numpy as np
 
 from hyperspy_vae.data import fe_l23_spectrum_image
 
-from .conftest import SMALL
+from .conftest import FAST, SMALL
 
 
 def _f1(flags, truth):
@@ -47,3 +47,21 @@ def test_generator_kinds_of_anomaly():
         )
         diff = truth.expected_anomalous - truth.expected_normal
         assert np.abs(diff).max() > 10
+
+
+def test_offsets_carry_the_whole_shift_of_a_shifted_region():
+    # Training moves each reconstruction by its pixel's own offset, so the
+    # network has no reason to reproduce a shift: a region shifted by 1.5 eV
+    # (3 channels) keeps all of it in its offsets. (Moving it by the rows'
+    # drift only, the network learned most of the shift: 0.8 channels left.)
+    s, _ = fe_l23_spectrum_image((16, 16), fraction=0.0, random_state=5, **SMALL)
+    later, _ = fe_l23_spectrum_image(
+        (16, 16), fraction=0.0, random_state=5, **dict(SMALL, offset=678.5)
+    )
+    region = np.zeros((16, 16), dtype=bool)
+    region[4:12, 4:8] = True
+    s.data[region] = later.data[region]
+    s.vae_anomalies(random_state=0, **FAST)
+    offset = np.asarray(s.vae_results.offset)
+    found = np.median(offset[region]) - np.median(offset[~region])
+    assert 2.7 < found < 3.3
