@@ -482,22 +482,27 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
 def _p_values(per_model, folds, halves, sets, theory):
     """Each statistic's p-values (out-of-fold model, a null without the pixel) and their combination."""
     n = folds.size
+    # Where each scored pixel sits in its model's calibration set (-1: not
+    # there), for the leave-one-out nulls of small maps.
+    left_out = {}
+    for f in (0, 1):
+        if sets[f].size <= LEAVE_ONE_OUT_MAX:
+            position = np.full(n, -1)
+            position[sets[f]] = np.arange(sets[f].size)
+            left_out[f] = position[folds == 1 - f]
     p_values = {}
     for name, kind in scoring.COMBINED_SCORES.items():
         p = np.ones(n)
         for f in (0, 1):
             values = per_model[f][name]
-            pool = sets[f]
-            if pool.size <= LEAVE_ONE_OUT_MAX:
-                target = np.flatnonzero(folds == 1 - f)
-                position = np.full(n, -1)
-                position[pool] = np.arange(pool.size)
+            if f in left_out:
+                target = folds == 1 - f
                 p[target] = nulls.null_p_values(
                     values[target],
                     kind,
-                    calibration=values[pool],
+                    calibration=values[sets[f]],
                     theory=theory.get(name),
-                    left_out=position[target],
+                    left_out=left_out[f],
                 )
                 continue
             for h in (0, 1):

@@ -95,10 +95,15 @@ def _normal_fit(calibration):
 
 
 def _normal_p(values, fit):
-    """The larger of the standard normal's and the fitted t's p-values."""
-    centre, scale, df = fit
+    """The larger of the standard normal's and the fitted t's p-values.
+
+    ``fit`` None (no calibration): the standard normal's alone.
+    """
     z = np.asarray(values, dtype=np.float64)
     theory = 2 * stats.norm.sf(np.abs(z))
+    if fit is None:
+        return theory
+    centre, scale, df = fit
     return np.maximum(theory, 2 * stats.t.sf(np.abs(z - centre) / scale, df))
 
 
@@ -149,26 +154,23 @@ def _distance_p(values, calibration):
     return p
 
 
-def _fit(kind, calibration, theory):
-    """The null's parameters from ``calibration`` (and ``theory``) for ``kind``."""
+def _fit(kind, calibration, theory_fits):
+    """The null's parameters for ``kind`` from ``calibration``.
+
+    ``theory_fits`` are the fits of the theoretical null (``"maximum"``),
+    the same for every value and computed once by the caller.
+    """
     enough = calibration is not None and np.size(calibration) >= 2
     if kind == "two-sided":
         return _normal_fit(calibration) if enough else None
     if kind == "maximum":
-        return [
-            _gumbel(np.square(r))
-            for r in (calibration if enough else None, theory)
-            if r is not None and np.size(r) >= 2
-        ]
+        return ([_gumbel(np.square(calibration))] if enough else []) + theory_fits
     return calibration if enough else None
 
 
 def _p(values, kind, fit):
     if kind == "two-sided":
-        z = np.asarray(values, dtype=np.float64)
-        if fit is None:
-            return 2 * stats.norm.sf(np.abs(z))
-        return _normal_p(z, fit)
+        return _normal_p(values, fit)
     if kind == "maximum":
         return _maximum_p(values, fit)
     if fit is None:
@@ -203,14 +205,22 @@ def null_p_values(values, kind, calibration=None, theory=None, left_out=None):
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; use one of {KINDS}.")
     values = np.asarray(values, dtype=np.float64)
+    theory_fits = (
+        [_gumbel(np.square(theory))]
+        if kind == "maximum" and theory is not None and np.size(theory) >= 2
+        else []
+    )
     p = np.empty(values.shape)
     own = np.full(values.shape, -1) if left_out is None else np.asarray(left_out)
     outside = own < 0
     if outside.any():
-        p[outside] = _p(values[outside], kind, _fit(kind, calibration, theory))
+        fit = _fit(kind, calibration, theory_fits)
+        p[outside] = _p(values[outside], kind, fit)
+    if not outside.all():
+        calibration = np.asarray(calibration)
     for i in np.flatnonzero(~outside):
-        rest = np.delete(np.asarray(calibration), own[i])
-        p[i] = _p(values[i : i + 1], kind, _fit(kind, rest, theory))[0]
+        fit = _fit(kind, np.delete(calibration, own[i]), theory_fits)
+        p[i] = _p(values[i : i + 1], kind, fit)[0]
     return np.clip(p, _P_FLOOR, 1.0)
 
 

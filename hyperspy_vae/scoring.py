@@ -694,8 +694,8 @@ def candidate_choice(latent, candidates, step, map_shape, mixed=None):
 
     The latent points carry mostly what a spectrum looks like, less where
     it sits, so they tell which side of a phase boundary a pixel belongs to
-    without looking at its own energy offset. A boundary is right beside a pixel
-    when its latent point is much closer to the median of the
+    without looking at its own energy offset. A boundary is right beside a
+    pixel when its latent point is much closer to the median of the
     :data:`BOUNDARY_RUN` pixels just on one side than to those just on the
     other (:data:`BOUNDARY_RATIO`), and the far ones depart from it clearly
     (:data:`BOUNDARY_DEPARTURE`):

@@ -269,8 +269,9 @@ def fit(
 
     The loss is the multinomial negative log-likelihood of each centre
     pixel's counts, its reconstruction moved by the pixel's fitted energy
-    offset (see :func:`_batch_losses`), plus ``beta`` times the KL term; the worst-fitting
-    ``trim_fraction`` of each batch is left out (robust training). A held-out
+    offset (see :func:`_batch_losses`), plus ``beta`` times the KL term; the
+    worst-fitting ``trim_fraction`` of each batch is left out (robust
+    training). A held-out
     part of the pixels drives early stopping: when it stops improving while
     still above its noise floor (what a perfect model would score), the
     learning rate is halved instead (up to :data:`MAX_HALVINGS` times); the
