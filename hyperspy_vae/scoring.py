@@ -551,8 +551,11 @@ def offset_references(offset, offset_error, map_shape, window):
 
     ``step`` marks pixels whose two sides disagree, beyond the line's trend,
     by more than :data:`AGREEMENT_LIMIT` standard errors, or whose
-    :data:`BOUNDARY_RUN` pixels just beside them on a side disagree so with
-    the line: a drift step or a phase boundary lies near. Which candidate a
+    :data:`BOUNDARY_RUN` pixels just beside them on both sides disagree so
+    with the line, in opposite directions: a drift step or a phase boundary
+    lies near (on one side only, or in the same direction, the pixels beside
+    it belong to a region narrower than the sides, such as a cluster of
+    shifted pixels, which the line measures rightly). Which candidate a
     pixel is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
@@ -571,8 +574,8 @@ def offset_references(offset, offset_error, map_shape, window):
         ``(5, n_pixels)`` each; NaN where a candidate does not exist.
     step : numpy.ndarray of int
         ``(n_pixels,)``: 0 none; 1 the sides disagree, or the line misses the
-        pixels just beside the pixel; 2 so at a row's end (a side of fewer
-        than two pixels), or no line.
+        pixels just beside the pixel on both sides in opposite directions; 2
+        so at a row's end (a side of fewer than two pixels), or no line.
     mixed : numpy.ndarray of bool
         ``(2, n_pixels)``: the left (right) side's median departs from that
         of its :data:`BOUNDARY_RUN` pixels beside the pixel by more than
@@ -631,12 +634,20 @@ def offset_references(offset, offset_error, map_shape, window):
             np.abs(near - refs[1:3] - trend)
             <= AGREEMENT_LIMIT * np.hypot(near_error, errs[1:3])
         ) & np.isfinite(refs[1:3])
-        apart = np.abs(near - refs[0] - slope * centres)
-        end_step = ~(apart <= AGREEMENT_LIMIT * np.hypot(near_error, errs[0]))
-    # A line that misses the pixels just beside the pixel on either side runs
-    # across a step or a boundary (its slope, taken through the step, can
-    # hide that from the two sides' comparison).
-    step |= np.any(end_step & (counts > 0), axis=0)
+        apart = near - refs[0] - slope * centres
+        end_step = ~(np.abs(apart) <= AGREEMENT_LIMIT * np.hypot(near_error, errs[0]))
+    # A line that misses the pixels just beside the pixel on both sides, in
+    # opposite directions, runs across a step or a boundary (its slope, taken
+    # through the step, can hide that from the two sides' comparison). A line
+    # that misses them on one side only, or on both in the same direction,
+    # passes a region narrower than the sides (a cluster of shifted pixels,
+    # the pixel in it or at its rim), which the line measures rightly.
+    across = (
+        end_step.all(axis=0)
+        & (counts > 0).all(axis=0)
+        & (np.sign(apart[0]) != np.sign(apart[1]))
+    )
+    step |= across
     step |= ~np.isfinite(refs[0])
     # At a row's end (a side of fewer than two pixels) the row alone may hold
     # no reference of the pixel's kind: every candidate, the rows above and

@@ -93,6 +93,22 @@ def test_context_shift_compares_a_pixel_with_its_own_side_of_a_step():
     assert np.abs(z).max() < 5  # the step itself is not an anomaly
 
 
+def test_a_cluster_narrower_than_the_sides_is_measured_against_the_line():
+    rng = np.random.default_rng(3)
+    offsets = rng.normal(0.0, 0.1, (1, 3, 64))
+    offsets[0, 1, 30:35] += 2.0  # a cluster five pixels wide
+    offsets[0, 2, 32:] += 2.0  # a step in the next row
+    errors = np.full(offsets.size, 0.1)
+    window = scoring.run_window(64)
+    _, _, step, _ = scoring.offset_references(
+        offsets.ravel(), errors, (1, 3, 64), window
+    )
+    step = step.reshape(3, 64)
+    assert not step[1, 30:35].any()  # in the cluster and at its rims: the line
+    assert step[2, 31:33].all()  # beside the step: the sides
+    assert not step[0, 2:-2].any()  # at a row's end (no side): every candidate
+
+
 def test_row_trends_follow_drift_but_not_a_boundary():
     x = np.arange(30)
     rows = np.stack([0.01 * x + r for r in (0.0, 0.5, -0.3)])
