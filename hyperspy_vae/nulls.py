@@ -7,9 +7,11 @@ p-value is valid if either null is right:
   a pixel that the model reconstructs perfectly): a standard normal for the
   standardised shift, and for the maximum-type scores the same statistic
   computed on simulated noise with the measured channel correlations;
-* an *empirical* null, fitted with robust statistics to calibration pixels
-  that neither trained the model nor are scored against it (see
-  :mod:`hyperspy_vae.detector`): it adds whatever misfit the model has.
+* an *empirical* null, fitted to calibration pixels that neither trained
+  the model nor are scored against it (see :mod:`hyperspy_vae.detector`):
+  it adds whatever misfit the model has, and for the maximum-type scores
+  the tail of noise that is not Gaussian (excess noise at few counts), as
+  an exponential tail of the squares fitted beyond their 90th percentile.
 
 The p-values are combined with a weighted Bonferroni correction, its weights
 fixed in advance (valid under any dependence between the scores).
@@ -28,9 +30,9 @@ __all__ = [
 ]
 
 #: How each kind of score is tested: "two-sided" for standardised signed
-#: scores, "maximum" for maxima of many standardised values (Gumbel tail of
-#: their square), "distance" for positive distances with no theoretical null
-#: (exponential tail of their logarithm).
+#: scores, "maximum" for maxima of many standardised values (exponential,
+#: Gumbel, tail of their square), "distance" for positive distances with no
+#: theoretical null (exponential tail of their logarithm).
 KINDS = ("two-sided", "maximum", "distance")
 _EPS = 1e-12
 _P_FLOOR = 1e-300
@@ -124,34 +126,57 @@ def _gumbel_p(values, fit):
     return -np.expm1(-np.exp(-(x - mu) / beta))
 
 
-def _maximum_p(values, fits):
-    if not fits:
-        return np.ones(np.shape(values))
-    return np.max([_gumbel_p(values, fit) for fit in fits], axis=0)
+def _maximum_p(values, fit):
+    """The larger of the theoretical Gumbel's and the empirical tail's p-values."""
+    theory_fits, calibration = fit
+    squares = np.square(np.asarray(values, dtype=np.float64))
+    p = [_gumbel_p(values, f) for f in theory_fits]
+    if calibration is not None:
+        p.append(_exponential_tail_p(squares, np.square(calibration)))
+    return np.max(p, axis=0) if p else np.ones(np.shape(values))
 
 
-def _distance_p(values, calibration):
-    """Exponential tail of log distances above the calibration's 90th percentile.
+def _exponential_tail_p(x, calibration, min_scale=_EPS):
+    """Conformal p-values of ``x`` with an exponential tail beyond the 90th percentile.
 
-    Below it, the conformal p-value ``(1 + #{calibration >= x}) / (n + 1)``;
-    above it, that at the percentile times ``exp(-(x - q90) / b)``, with
-    ``b`` the mean excess of the calibration's log distances over ``q90``
-    (the exponential's maximum-likelihood scale). On the log scale, an
-    exponential tail is a power law in the distance: heavier than a normal
-    tail, so it does not make an outlying distance look rarer than it is.
+    Below the calibration's 90th percentile ``q90``, the conformal p-value
+    ``(1 + #{calibration >= x}) / (n + 1)``; above it, that at the
+    percentile times ``exp(-(x - q90) / b)``, with ``b`` the mean excess of
+    the calibration over ``q90`` (the exponential's maximum-likelihood
+    scale), at least ``min_scale``: the tail's own slope, not one
+    extrapolated from the bulk.
     """
-    x = np.log(np.maximum(np.asarray(values, dtype=np.float64), 0.0) + _EPS)
-    c = np.sort(np.log(np.maximum(np.asarray(calibration, np.float64), 0.0) + _EPS))
+    x = np.asarray(x, dtype=np.float64)
+    c = np.sort(np.asarray(calibration, dtype=np.float64))
     n = c.size
     above = n - np.searchsorted(c, x, side="left")
     p = (1.0 + above) / (n + 1.0)
     q90 = np.quantile(c, 0.9)
     excess = c[c > q90] - q90
-    scale = max(np.mean(excess) if excess.size else 0.0, 0.05)
+    scale = max(np.mean(excess) if excess.size else 0.0, min_scale)
     at_q90 = (1.0 + np.sum(c >= q90)) / (n + 1.0)
     tail = x > q90
     p[tail] = at_q90 * np.exp(-(x[tail] - q90) / scale)
     return p
+
+
+#: Smallest exponential scale of log distances: a tail no steeper than a
+#: power law of degree 20 in the distance.
+_MIN_LOG_SCALE = 0.05
+
+
+def _distance_p(values, calibration):
+    """Exponential tail of log distances above the calibration's 90th percentile.
+
+    See :func:`_exponential_tail_p`. On the log scale, an exponential tail
+    is a power law in the distance: heavier than a normal tail, so it does
+    not make an outlying distance look rarer than it is.
+    """
+
+    def log(v):
+        return np.log(np.maximum(np.asarray(v, dtype=np.float64), 0.0) + _EPS)
+
+    return _exponential_tail_p(log(values), log(calibration), _MIN_LOG_SCALE)
 
 
 def _fit(kind, calibration, theory_fits):
@@ -164,7 +189,7 @@ def _fit(kind, calibration, theory_fits):
     if kind == "two-sided":
         return _normal_fit(calibration) if enough else None
     if kind == "maximum":
-        return ([_gumbel(np.square(calibration))] if enough else []) + theory_fits
+        return theory_fits, (np.asarray(calibration) if enough else None)
     return calibration if enough else None
 
 
