@@ -449,18 +449,15 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
         # deviance at its own offset, where a shift leaves none) has a wider
         # null for its shift score, as a quasi-likelihood would widen it.
         dispersion = np.maximum(out["deviance"] / max(n_channels - 1, 1), 1.0)
-        out["shift"] = scoring.locally_standardised(
-            scoring.context_shift(
-                out["side_score"],
-                out["side_variance"] * dispersion,
-                out["side_information"],
-                out["side_likelihood_ratio"],
-                errors,
-                choice,
-            ),
-            map_shape,
-            window // 2,
-            scored=context["folds"] != f,
+        # Standardised locally once averaged over the fits (see
+        # _locally_standardised).
+        out["shift"] = scoring.context_shift(
+            out["side_score"],
+            out["side_variance"] * dispersion,
+            out["side_information"],
+            out["side_likelihood_ratio"],
+            errors,
+            choice,
         )
         _, latent_differences = scoring.context_latent(
             first["latent_mean"], map_shape, window
@@ -529,6 +526,25 @@ _AVERAGED = (
     "offset_error",
     "spikes",
 )
+
+
+def _locally_standardised(per_model, folds, map_shape, window):
+    """Each model's shift scores standardised over the pixels it scores.
+
+    Done on the scores of one fit, or on their average over the fits of an
+    ensemble: the average of several fits' standardised scores spreads
+    narrower than each (their errors are not all shared), and its p-values
+    would be conservative.
+    """
+    return [
+        dict(
+            values,
+            shift=scoring.locally_standardised(
+                values["shift"], map_shape, window // 2, scored=folds != f
+            ),
+        )
+        for f, values in enumerate(per_model)
+    ]
 
 
 def _mean_over_fits(fits):
@@ -632,12 +648,20 @@ def detect(
             typical_weight = weight
     theory = _theoretical_maxima(correlation, typical_weight, windows, seed)
 
-    per_model = fits[0] if len(fits) == 1 else _mean_over_fits(fits)
+    def standardised(per_model):
+        return _locally_standardised(per_model, folds, map_shape, window)
+
+    per_model = standardised(fits[0] if len(fits) == 1 else _mean_over_fits(fits))
     p_values, combined_p = _p_values(per_model, folds, halves, sets, theory)
     fit_combined_p = (
         combined_p[None]
         if len(fits) == 1
-        else np.stack([_p_values(fit, folds, halves, sets, theory)[1] for fit in fits])
+        else np.stack(
+            [
+                _p_values(standardised(fit), folds, halves, sets, theory)[1]
+                for fit in fits
+            ]
+        )
     )
 
     # The out-of-fold model's values for every pixel.

@@ -962,7 +962,10 @@ def locally_standardised(z, map_shape, window, scored=None):
     (a stretch of ``2 window + 1`` pixels of a line scan, cut at the map's
     edges) takes that out, while a pixel or a small cluster that departs
     from its surroundings barely moves either median. The spread is floored
-    at 1, the noise model's.
+    at 1, the noise model's: scores that spread narrower (near steps and
+    boundaries, where the most lenient reference counts) are not widened,
+    as a reference that reaches across a boundary half a row away could
+    then pass for an anomaly (measured on two-phase maps).
 
     Only the ``scored`` pixels enter the local statistics: a model's scores
     of the pixels it learned from spread narrower than those of pixels new

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from hyperspy_vae import nulls, scoring, thresholds
+from hyperspy_vae import detector, nulls, scoring, thresholds
 from hyperspy_vae.folds import block_folds
 from hyperspy_vae.nn.alignment import coarse_offsets, fit_offsets, shift_logits
 from hyperspy_vae.nn.losses import kl_divergence, multinomial_deviance
@@ -107,6 +107,27 @@ def test_a_cluster_narrower_than_the_sides_is_measured_against_the_line():
     assert not step[1, 30:35].any()  # in the cluster and at its rims: the line
     assert step[2, 31:33].all()  # beside the step: the sides
     assert not step[0, 2:-2].any()  # at a row's end (no side): every candidate
+
+
+def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
+    # Two fits' scores share the noise of the data (sd 1) and each adds its
+    # own (sd 0.5): each spreads 1.12, their average 1.06. Standardised each
+    # and then averaged they would spread 0.95, and their p-values would be
+    # conservative; averaged and then standardised, 1.
+    rng = np.random.default_rng(7)
+    shape = (1, 64, 64)
+    folds, _ = block_folds(shape)
+    folds = folds.ravel()
+    shared = rng.standard_normal(folds.size)
+    fits = [
+        [{"shift": shared + 0.5 * rng.standard_normal(folds.size)} for _ in (0, 1)]
+        for _ in range(2)
+    ]
+    averaged = [
+        {"shift": np.mean([fit[f]["shift"] for fit in fits], axis=0)} for f in (0, 1)
+    ]
+    z = detector._locally_standardised(averaged, folds, shape, 32)[0]["shift"]
+    assert 0.97 < np.std(z[folds == 1]) < 1.03
 
 
 def test_row_trends_follow_drift_but_not_a_boundary():
