@@ -128,11 +128,12 @@ def _gumbel_p(values, fit):
 
 def _maximum_p(values, fit):
     """The larger of the theoretical Gumbel's and the empirical tail's p-values."""
-    theory_fits, calibration = fit
-    squares = np.square(np.asarray(values, dtype=np.float64))
-    p = [_gumbel_p(values, f) for f in theory_fits]
+    theory_fit, calibration = fit
+    p = []
+    if theory_fit is not None:
+        p.append(_gumbel_p(values, theory_fit))
     if calibration is not None:
-        p.append(_exponential_tail_p(squares, np.square(calibration)))
+        p.append(_exponential_tail_p(np.square(values), np.square(calibration)))
     return np.max(p, axis=0) if p else np.ones(np.shape(values))
 
 
@@ -179,17 +180,18 @@ def _distance_p(values, calibration):
     return _exponential_tail_p(log(values), log(calibration), _MIN_LOG_SCALE)
 
 
-def _fit(kind, calibration, theory_fits):
+def _fit(kind, calibration, theory_fit):
     """The null's parameters for ``kind`` from ``calibration``.
 
-    ``theory_fits`` are the fits of the theoretical null (``"maximum"``),
-    the same for every value and computed once by the caller.
+    ``theory_fit`` is the Gumbel fit of the theoretical null (``"maximum"``;
+    None without one), the same for every value and computed once by the
+    caller.
     """
     enough = calibration is not None and np.size(calibration) >= 2
     if kind == "two-sided":
         return _normal_fit(calibration) if enough else None
     if kind == "maximum":
-        return theory_fits, (np.asarray(calibration) if enough else None)
+        return theory_fit, (np.asarray(calibration) if enough else None)
     return calibration if enough else None
 
 
@@ -230,21 +232,21 @@ def null_p_values(values, kind, calibration=None, theory=None, left_out=None):
     if kind not in KINDS:
         raise ValueError(f"Unknown kind {kind!r}; use one of {KINDS}.")
     values = np.asarray(values, dtype=np.float64)
-    theory_fits = (
-        [_gumbel(np.square(theory))]
+    theory_fit = (
+        _gumbel(np.square(theory))
         if kind == "maximum" and theory is not None and np.size(theory) >= 2
-        else []
+        else None
     )
     p = np.empty(values.shape)
     own = np.full(values.shape, -1) if left_out is None else np.asarray(left_out)
     outside = own < 0
     if outside.any():
-        fit = _fit(kind, calibration, theory_fits)
+        fit = _fit(kind, calibration, theory_fit)
         p[outside] = _p(values[outside], kind, fit)
     if not outside.all():
         calibration = np.asarray(calibration)
     for i in np.flatnonzero(~outside):
-        fit = _fit(kind, np.delete(calibration, own[i]), theory_fits)
+        fit = _fit(kind, np.delete(calibration, own[i]), theory_fit)
         p[i] = _p(values[i : i + 1], kind, fit)[0]
     return np.clip(p, _P_FLOOR, 1.0)
 

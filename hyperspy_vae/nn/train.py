@@ -271,11 +271,10 @@ def fit(
     pixel's counts, its reconstruction moved by the pixel's fitted energy
     offset (see :func:`_batch_losses`), plus ``beta`` times the KL term; the
     worst-fitting ``trim_fraction`` of each batch is left out (robust
-    training). A held-out
-    part of the pixels drives early stopping: when it stops improving while
-    still above its noise floor (what a perfect model would score), the
-    learning rate is halved instead (up to :data:`MAX_HALVINGS` times); the
-    best model is returned.
+    training). A held-out part of the pixels drives early stopping: when it
+    stops improving while still above its noise floor (what a perfect model
+    would score), the learning rate is halved instead (up to
+    :data:`MAX_HALVINGS` times); the best model is returned.
     A non-finite loss restores the last good state and halves the learning
     rate; a ``KeyboardInterrupt`` stops training with a warning and keeps the
     best model so far; a GPU out-of-memory error halves the batch size and
