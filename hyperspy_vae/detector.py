@@ -104,13 +104,14 @@ def _align(logits, y, start, spike_limit, n_iter=4):
     return offset, expected, tangent, spikes
 
 
-def _batches(model, cube, index, device, batch_size, latent=None):
+def _batches(model, cube, index, device, batch_size, latent=None, select=None):
     """Yield (pixel indices, counts, latent mean, latent log-variance, logits).
 
     Every pixel block by block when ``index`` is None (a lazy cube is read
-    once), else the pixels ``index`` (prefetched). With ``latent`` (a pair
-    of arrays over every pixel), the stored latent means are decoded instead
-    of encoding the patches again.
+    once; with ``select``, a boolean array over every pixel, only the
+    selected ones), else the pixels ``index`` (prefetched). With ``latent``
+    (a pair of arrays over every pixel), the stored latent means are decoded
+    instead of encoding the patches again.
     """
     import torch
 
@@ -119,6 +120,9 @@ def _batches(model, cube, index, device, batch_size, latent=None):
     def chunks():
         if index is None:
             for _, block_index, block in cube.blocks():
+                if select is not None:
+                    chosen = select[block_index]
+                    block_index, block = block_index[chosen], block[chosen]
                 for start in range(0, len(block_index), batch_size):
                     yield (
                         block_index[start : start + batch_size],
@@ -175,8 +179,13 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation):
     return out
 
 
-def _statistics_pass(model, cube, index, device, batch_size, context, first):
-    """Statistics of the pixels ``index`` (None: all) under ``model``.
+def _statistics_pass(
+    model, cube, index, device, batch_size, context, first, scored=None
+):
+    """Statistics of the pixels ``index`` (None: all, or the ``scored`` ones) under ``model``.
+
+    With ``index`` None the outputs cover every pixel; those ``scored``
+    leaves out (a boolean array over every pixel) hold NaN.
 
     Each pixel is aligned by Gauss-Newton from its neighbours' offset and
     from its own first-pass offset, keeping the likelier; the shift score
@@ -196,7 +205,7 @@ def _statistics_pass(model, cube, index, device, batch_size, context, first):
     results = []
     latent = (first["latent_mean"], first["latent_log_var"])
     for part, counts, _, _, logits in _batches(
-        model, cube, index, device, batch_size, latent
+        model, cube, index, device, batch_size, latent, scored
     ):
         y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
         sides = references[:, part] + (0.0 if known is None else known[part])
@@ -273,10 +282,14 @@ def _merge(results, n, index):
     for name in names:
         first = results[0][1][name]
         # Side arrays are (candidates, batch): the pixel axis is the last.
-        if name.startswith("side_"):
-            merged[name] = np.zeros((first.shape[0], size), dtype=first.dtype)
-        else:
-            merged[name] = np.zeros((size, *first.shape[1:]), dtype=first.dtype)
+        shape = (
+            (first.shape[0], size)
+            if name.startswith("side_")
+            else (size, *first.shape[1:])
+        )
+        # Pixels no batch held (not scored): NaN where the type allows.
+        fill = np.nan if np.issubdtype(first.dtype, np.floating) else 0
+        merged[name] = np.full(shape, fill, dtype=first.dtype)
     for part, out in results:
         where = part if position is None else np.array([position[int(p)] for p in part])
         for name in names:
@@ -436,6 +449,8 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
                 norms = np.linalg.norm(out["weight"], axis=1)
                 typical_weight = out["weight"][np.argsort(norms)[len(norms) // 2]]
         residual_stats.append((centres, spreads))
+        # Only the pixels this model scores (those of the other fold): the
+        # statistics of the pixels it learned from are never used.
         out = _statistics_pass(
             model,
             cube,
@@ -444,6 +459,7 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
             batch_size,
             dict(model_context, residual_stats=(centres, spreads)),
             first,
+            scored=context["folds"] == 1 - f,
         )
         # A pixel the model fits worse than the noise model allows (its
         # deviance at its own offset, where a shift leaves none) has a wider
