@@ -537,6 +537,101 @@ def _vertical_references(offset, offset_error, map_shape):
     return refs, errs
 
 
+def _quiet_rows(offset, offset_error, map_shape):
+    """Pixels whose scan row the drift crossed without a jump.
+
+    The drift from each row to the next is the median over the columns of
+    their offsets' difference (a cluster or a boundary crosses few
+    columns). A row is quiet when the change from the row before it to the
+    row after it equals, within :data:`AGREEMENT_LIMIT` standard errors,
+    what the rows around (up to :data:`VERTICAL_RUN` changes on each side)
+    drift at: no drift step happened while it was scanned. A drift step in
+    the row moves every later row, a cluster of shifted pixels none.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``(n_pixels,)``; False where there are too few rows to tell.
+    """
+    n_maps, rows, cols = map_shape
+    quiet = np.zeros((n_maps, rows), dtype=bool)
+    if rows < 3:
+        return np.repeat(quiet, cols, axis=1).ravel()
+    o = offset.reshape(map_shape)
+    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)  # (n_maps, rows - 1)
+    step_error = np.sqrt(np.pi) * np.median(offset_error) / np.sqrt(cols)
+    for r in range(rows):
+        adjacent = [k for k in (r - 1, r) if 0 <= k < rows - 1]
+        others = [
+            k
+            for k in range(r - 1 - VERTICAL_RUN, r + 1 + VERTICAL_RUN)
+            if 0 <= k < rows - 1 and k not in adjacent
+        ]
+        if not others:
+            continue
+        rate = np.median(steps[:, others], axis=1)
+        change = steps[:, adjacent].sum(axis=1) - len(adjacent) * rate
+        error = step_error * np.sqrt(
+            len(adjacent) + len(adjacent) ** 2 * np.pi / 2 / len(others)
+        )
+        quiet[:, r] = np.abs(change) <= AGREEMENT_LIMIT * error
+    return np.repeat(quiet, cols, axis=1).ravel()
+
+
+def _far_sides(values, map_shape, near, far):
+    """Medians of the pixels ``near + 1`` to ``far`` away on each side in the row.
+
+    Returns
+    -------
+    left, right : numpy.ndarray
+        ``(n_pixels,)``; NaN where no such pixel is in the row.
+    """
+    cols = map_shape[2]
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, cols)
+    padded = np.pad(rows, ((0, 0), (far, far)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * far + 1, axis=1)
+    left = nanmedian_last(windows[..., : far - near])
+    right = nanmedian_last(windows[..., far + near + 1 :])
+    return left.ravel(), right.ravel()
+
+
+def _narrow_in_columns(offset, short_level, long_level, map_shape, window):
+    """Pixels where few pixels above and below sit at their short side's level.
+
+    In each column, the offsets of the rows within ``window`` above and
+    below a pixel (itself included), corrected for the drift between the
+    rows, that lie nearer the level of the pixel's short side than that of
+    its long side: fewer than half the window, and the region at the short
+    side's level is narrower in the columns than a side is long (a cluster
+    of shifted pixels); as many or more, it is as tall as a side (a phase
+    region).
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``(n_pixels,)``.
+    """
+    n_maps, rows, cols = map_shape
+    o = offset.reshape(map_shape)
+    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)
+    profile = np.concatenate([np.zeros((n_maps, 1)), np.cumsum(steps, axis=1)], 1)
+    flat = o - profile[:, :, None]
+    short_level = short_level.reshape(map_shape) - profile[:, :, None]
+    long_level = long_level.reshape(map_shape) - profile[:, :, None]
+    midpoint = (short_level + long_level) / 2
+    direction = np.sign(short_level - long_level)
+    count = np.zeros(map_shape)
+    for k in range(-window, window + 1):
+        lo, hi = max(0, -k), min(rows, rows - k)  # rows r with r + k inside
+        if hi <= lo:
+            continue
+        other = flat[:, lo + k : hi + k]
+        with np.errstate(invalid="ignore"):
+            same = np.sign(other - midpoint[:, lo:hi]) == direction[:, lo:hi]
+        count[:, lo:hi] += same
+    return (count < (window + 1) // 2).ravel()
+
+
 def offset_references(offset, offset_error, map_shape, window):
     """Where each pixel's spectrum should sit, judged from its neighbours.
 
@@ -555,8 +650,13 @@ def offset_references(offset, offset_error, map_shape, window):
     with the line, in opposite directions: a drift step or a phase boundary
     lies near (on one side only, or in the same direction, the pixels beside
     it belong to a region narrower than the sides, such as a cluster of
-    shifted pixels, which the line measures rightly). Which candidate a
-    pixel is compared with is decided by :func:`candidate_choice`, from the
+    shifted pixels, which the line measures rightly). Near a row's end (a
+    side shorter than half the window), the sides' disagreement is no step
+    where the drift did not jump while the row was scanned (see
+    :func:`_quiet_rows`) and few pixels above and below sit at the short
+    side's level (see :func:`_narrow_in_columns`): a cluster of shifted
+    pixels fills the short side. Which candidate a pixel
+    is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
     Parameters
@@ -608,6 +708,43 @@ def offset_references(offset, offset_error, map_shape, window):
     with np.errstate(invalid="ignore"):
         departure = np.abs(refs[2] - refs[1] - slope * distance)
         step = ~(departure <= AGREEMENT_LIMIT * np.hypot(errs[1], errs[2]))
+    # Near a row's end a side is short, and a cluster of shifted pixels can
+    # fill it: the sides then disagree with no step between them. No drift
+    # step when the drift did not jump while the row was scanned; no phase
+    # region when few pixels above and below sit at the short side's level
+    # (where the sides' levels differ, not only the line's trend): the line
+    # measures the pixel.
+    half = (window + 1) // 2
+    short = (n_left < half) | (n_right < half)
+    # A side of fewer than two pixels is none: the pixel's own level stands.
+    left_short = n_left < n_right
+    short_level = np.where(left_short, refs[1], refs[2])
+    short_error = np.where(left_short, errs[1], errs[2])
+    known = np.isfinite(short_level)
+    short_level = np.where(known, short_level, offset)
+    short_error = np.where(known, short_error, offset_error)
+    # The long side's far half: a phase region at the row's end may reach
+    # into its near half, a cluster does not.
+    far_left, far_right = _far_sides(offset, map_shape, half, window)
+    long_level = np.where(left_short, far_right, far_left)
+    long_error = np.where(left_short, errs[2], errs[1]) * np.sqrt(2)
+    with np.errstate(invalid="ignore"):
+        apart = np.abs(short_level - long_level) > AGREEMENT_LIMIT * np.hypot(
+            short_error, long_error
+        )
+    local = (
+        short
+        & _quiet_rows(offset, offset_error, map_shape)
+        & apart
+        & _narrow_in_columns(
+            offset,
+            short_level,
+            long_level,
+            map_shape,
+            run_window(map_shape[1]),
+        )
+    )
+    step &= ~local
     # The pixels just beside it on each side: where their median departs
     # from the whole side's, the side reaches across a boundary or a step.
     near_left, near_right, k_left, k_right = one_sided_references(

@@ -109,6 +109,34 @@ def test_a_cluster_narrower_than_the_sides_is_measured_against_the_line():
     assert not step[0, 2:-2].any()  # at a row's end (no side): every candidate
 
 
+def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
+    # A cluster fills the short side of the pixels near a row's end, and the
+    # two sides disagree as beside a drift step or a phase region; but a
+    # drift step moves every later row, and a phase region is as tall as a
+    # side is long, a cluster neither.
+    rng = np.random.default_rng(5)
+    shape = (1, 40, 64)
+    offsets = rng.normal(0.0, 0.1, shape)
+    latent = rng.normal(0.0, 1.0, (*shape, 2))
+    offsets[0, 4:7, :5] += 2.0  # a cluster touching the rows' start
+    offsets[0, 9, 3:] += 2.0  # a drift step early in row 9 ...
+    offsets[0, 10:] += 2.0  # ... which every later row keeps
+    offsets[0, 14:, 56:] += 1.5  # a phase region at the rows' end
+    latent[0, 14:, 56:, 0] += 20.0
+    errors = np.full(offsets.size, 0.1)
+    window = scoring.run_window(64)
+    latent = latent.reshape(-1, 2)
+    _, _, step, mixed = scoring.offset_references(
+        offsets.ravel(), errors, shape, window
+    )
+    candidates = scoring.latent_candidates(latent, shape, window)
+    choice = scoring.candidate_choice(latent, candidates, step, shape, mixed)
+    choice = choice.reshape(shape[1:])
+    assert (choice[4:7, :5] == 0).all()  # the cluster: the line
+    assert (choice[9, :3] < 0).all()  # before the drift step: the most lenient
+    assert (choice[16:38, 56:] != 0).all()  # the phase region: its own side
+
+
 def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
     # Two fits' scores share the noise of the data (sd 1) and each adds its
     # own (sd 0.5): each spreads 1.12, their average 1.06. Standardised each
