@@ -492,11 +492,34 @@ def _row_lines(values, errors, map_shape, window):
 VERTICAL_RUN = 4
 
 
-def _vertical_references(offset, offset_error, map_shape):
+def _row_drift(offset, offset_error, map_shape):
+    """The drift between consecutive scan rows, measured from their offsets.
+
+    The drift from each row to the next is the median over the columns of
+    their offsets' difference (a cluster or a phase boundary crosses few
+    columns).
+
+    Returns
+    -------
+    steps : numpy.ndarray
+        ``(n_maps, rows - 1)``: from each row to the next.
+    profile : numpy.ndarray
+        ``(n_maps, rows)``: the drift of each row from the first.
+    step_error : float
+        Standard error of one step (the median of differences of two rows).
+    """
+    n_maps, rows, cols = map_shape
+    o = np.asarray(offset, dtype=np.float64).reshape(map_shape)
+    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)
+    profile = np.concatenate([np.zeros((n_maps, 1)), np.cumsum(steps, axis=1)], 1)
+    step_error = np.sqrt(np.pi) * np.median(offset_error) / np.sqrt(cols)
+    return steps, profile, step_error
+
+
+def _vertical_references(offset, offset_error, map_shape, drift):
     """Median offsets of the pixels above and below, corrected for row drift.
 
-    The drift between consecutive rows is the median over the columns of
-    their offsets' difference (a phase boundary crosses few columns).
+    ``drift`` is that between consecutive rows (see :func:`_row_drift`).
 
     Returns
     -------
@@ -510,10 +533,8 @@ def _vertical_references(offset, offset_error, map_shape):
         return refs, errs
     o = offset.reshape(map_shape)
     e = offset_error.reshape(map_shape)
-    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)
-    profile = np.concatenate([np.zeros((n_maps, 1)), np.cumsum(steps, axis=1)], 1)
+    _, profile, step_error = drift
     flat = o - profile[:, :, None]
-    step_error = np.sqrt(np.pi) * np.median(e) / np.sqrt(cols)
     for index, direction in ((0, -1), (1, 1)):
         values = np.full((VERTICAL_RUN, *map_shape), np.nan)
         errors = np.full((VERTICAL_RUN, *map_shape), np.nan)
@@ -537,12 +558,11 @@ def _vertical_references(offset, offset_error, map_shape):
     return refs, errs
 
 
-def _quiet_rows(offset, offset_error, map_shape):
+def _quiet_rows(drift, map_shape):
     """Pixels whose scan row the drift crossed without a jump.
 
-    The drift from each row to the next is the median over the columns of
-    their offsets' difference (a cluster or a boundary crosses few
-    columns). A row is quiet when the change from the row before it to the
+    ``drift`` is that between consecutive rows (see :func:`_row_drift`). A
+    row is quiet when the change from the row before it to the
     row after it equals, within :data:`AGREEMENT_LIMIT` standard errors,
     what the rows around (up to :data:`VERTICAL_RUN` changes on each side)
     drift at: no drift step happened while it was scanned. A drift step in
@@ -557,9 +577,7 @@ def _quiet_rows(offset, offset_error, map_shape):
     quiet = np.zeros((n_maps, rows), dtype=bool)
     if rows < 3:
         return np.repeat(quiet, cols, axis=1).ravel()
-    o = offset.reshape(map_shape)
-    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)  # (n_maps, rows - 1)
-    step_error = np.sqrt(np.pi) * np.median(offset_error) / np.sqrt(cols)
+    steps, _, step_error = drift
     for r in range(rows):
         adjacent = [k for k in (r - 1, r) if 0 <= k < rows - 1]
         others = [
@@ -595,7 +613,7 @@ def _far_sides(values, map_shape, near, far):
     return left.ravel(), right.ravel()
 
 
-def _narrow_in_columns(offset, short_level, long_level, map_shape, window):
+def _narrow_in_columns(offset, profile, short_level, long_level, map_shape, window):
     """Pixels where few pixels above and below sit at their short side's level.
 
     In each column, the offsets of the rows within ``window`` above and
@@ -606,16 +624,15 @@ def _narrow_in_columns(offset, short_level, long_level, map_shape, window):
     of shifted pixels); as many or more, it is as tall as a side (a phase
     region).
 
+    ``profile`` is the drift of each row (see :func:`_row_drift`).
+
     Returns
     -------
     numpy.ndarray of bool
         ``(n_pixels,)``.
     """
-    n_maps, rows, cols = map_shape
-    o = offset.reshape(map_shape)
-    steps = np.median(o[:, 1:] - o[:, :-1], axis=2)
-    profile = np.concatenate([np.zeros((n_maps, 1)), np.cumsum(steps, axis=1)], 1)
-    flat = o - profile[:, :, None]
+    rows = map_shape[1]
+    flat = offset.reshape(map_shape) - profile[:, :, None]
     short_level = short_level.reshape(map_shape) - profile[:, :, None]
     long_level = long_level.reshape(map_shape) - profile[:, :, None]
     midpoint = (short_level + long_level) / 2
@@ -701,7 +718,8 @@ def offset_references(offset, offset_error, map_shape, window):
     for k, count in ((1, n_left), (2, n_right)):
         refs[k][count < 2] = np.nan
         errs[k][count < 2] = np.nan
-    refs[3:], errs[3:] = _vertical_references(offset, offset_error, map_shape)
+    drift = _row_drift(offset, offset_error, map_shape)
+    refs[3:], errs[3:] = _vertical_references(offset, offset_error, map_shape, drift)
     # The sides' centres are (n + 1) / 2 pixels away; under the line's trend
     # they differ by the slope times their distance.
     distance = (n_left + 1) / 2 + (n_right + 1) / 2
@@ -729,15 +747,16 @@ def offset_references(offset, offset_error, map_shape, window):
     long_level = np.where(left_short, far_right, far_left)
     long_error = np.where(left_short, errs[2], errs[1]) * np.sqrt(2)
     with np.errstate(invalid="ignore"):
-        apart = np.abs(short_level - long_level) > AGREEMENT_LIMIT * np.hypot(
+        levels_differ = np.abs(short_level - long_level) > AGREEMENT_LIMIT * np.hypot(
             short_error, long_error
         )
     local = (
         short
-        & _quiet_rows(offset, offset_error, map_shape)
-        & apart
+        & _quiet_rows(drift, map_shape)
+        & levels_differ
         & _narrow_in_columns(
             offset,
+            drift[1],
             short_level,
             long_level,
             map_shape,
