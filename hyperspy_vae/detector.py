@@ -82,24 +82,27 @@ class FixedReconstruction:
         self.latent_dim = self.latent.shape[1]
 
 
-def _align(logits, y, start, spike_limit, n_iter=4):
+def _align(logits, y, start, spike_limit, n_iter=4, smoothing=0.0):
     """Offsets from ``start`` by Gauss-Newton, spikes found and left out.
 
     ``spike_limit`` is the pair (limit of the spike statistic, per-channel
-    Poisson tail probability) of :func:`scoring.find_spikes`.
+    Poisson tail probability) of :func:`scoring.find_spikes`; ``smoothing``
+    that of the weights (see :func:`hyperspy_vae.nn.alignment.offset_weights`).
     """
     import torch
 
     from .nn.alignment import fit_offsets
 
-    offset, expected, tangent = fit_offsets(logits, y, start, n_iter)
+    offset, expected, tangent = fit_offsets(
+        logits, y, start, n_iter, smoothing=smoothing
+    )
     residual = (y - expected) / torch.sqrt(expected.clamp_min(1e-12))
     spikes = scoring.find_spikes(
         residual, spike_limit[0], y, expected, alpha=spike_limit[1]
     )
     if bool(spikes.any()):
         offset, expected, tangent = fit_offsets(
-            logits, y, offset, 2, weight=(~spikes).float()
+            logits, y, offset, 2, weight=(~spikes).float(), smoothing=smoothing
         )
     return offset, expected, tangent, spikes
 
@@ -151,8 +154,77 @@ def _batches(model, cube, index, device, batch_size, latent=None, select=None):
         yield part, counts, mean, log_var, logits
 
 
-def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation):
-    """Every pixel's latent point and energy offset (and its error) under ``model``."""
+#: Gauss-Newton steps of the smoothed offsets from the unsmoothed ones.
+_REFINING_STEPS = 2
+#: Most pixels whose offsets choose the smoothing of a model's weights
+#: (whole rows of the pixels it scores): the spreads compared are then
+#: known to about 2 %.
+SMOOTHING_SAMPLE = 4096
+
+
+def _fitted_offsets(logits, y, start, spike_limit, correlation, smoothing):
+    """Offsets and their errors of a batch (see :func:`_offsets_pass`)."""
+    from .nn.alignment import fit_offsets
+
+    offset, expected, tangent, spikes = _align(logits, y, start, spike_limit)
+    if smoothing > 0:
+        # From the unsmoothed offsets (a fraction of a channel away), the
+        # same spikes left out.
+        offset, expected, tangent = fit_offsets(
+            logits,
+            y,
+            offset,
+            _REFINING_STEPS,
+            weight=(~spikes).float(),
+            smoothing=smoothing,
+        )
+    _, variance, information = scoring.offset_score(
+        y, expected, tangent, correlation, spikes, smoothing
+    )
+    error = np.sqrt(variance) / np.maximum(information, 1e-12)
+    return offset.double().cpu().numpy(), error
+
+
+def _smoothing_choice(
+    model, cube, device, batch_size, spike_limit, correlation, map_shape, scored
+):
+    """The smoothing of the offset's weights under ``model`` (channels).
+
+    Each of :data:`scoring.OFFSET_SMOOTHINGS` fits the offsets of whole
+    scan rows of the ``scored`` pixels (at most :data:`SMOOTHING_SAMPLE`,
+    rows evenly spaced); the one whose offsets scatter least about their
+    rows' lines is kept (see :func:`scoring.least_scattered`).
+    """
+    from .nn.alignment import coarse_offsets
+    from .nn.train import to_device
+
+    smoothings = scoring.OFFSET_SMOOTHINGS
+    rows = np.asarray(scored, dtype=bool).reshape(-1, map_shape[2])
+    per_row = max(rows.sum(axis=1).mean(), 1.0)
+    n_rows = len(rows)
+    every = max(1, int(np.ceil(n_rows * per_row / SMOOTHING_SAMPLE)))
+    sample = np.zeros_like(rows)
+    sample[::every] = rows[::every]
+    sample = sample.ravel()
+    index = np.flatnonzero(sample)
+    offsets = np.full((len(smoothings), cube.n_pixels), np.nan)
+    for part, counts, _, _, logits in _batches(model, cube, index, device, batch_size):
+        y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
+        start = coarse_offsets(y, logits, cube.max_shift)
+        for k, smoothing in enumerate(smoothings):
+            offsets[k, part], _ = _fitted_offsets(
+                logits, y, start, spike_limit, correlation, smoothing
+            )
+    chosen, _ = scoring.least_scattered(offsets, map_shape, sample)
+    return smoothings[chosen]
+
+
+def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation, smoothing):
+    """Every pixel's latent point and energy offset (and its error) under ``model``.
+
+    The offsets are roots of the estimating equation with weights smoothed
+    by ``smoothing`` channels (see :func:`_smoothing_choice`).
+    """
     from .nn.alignment import coarse_offsets
     from .nn.train import to_device
 
@@ -162,20 +234,18 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation):
         "latent_log_var": np.zeros((n, model.latent_dim), np.float32),
         "offset": np.zeros(n),
         "offset_error": np.zeros(n),
+        "smoothing": smoothing,
     }
     for part, counts, mean, log_var, logits in _batches(
         model, cube, None, device, batch_size
     ):
         y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
         start = coarse_offsets(y, logits, cube.max_shift)
-        offset, expected, tangent, spikes = _align(logits, y, start, spike_limit)
-        score, variance, information = scoring.offset_score(
-            y, expected, tangent, correlation, spikes
+        out["offset"][part], out["offset_error"][part] = _fitted_offsets(
+            logits, y, start, spike_limit, correlation, smoothing
         )
         out["latent_mean"][part] = mean.cpu().numpy()
         out["latent_log_var"][part] = log_var.cpu().numpy()
-        out["offset"][part] = offset.double().cpu().numpy()
-        out["offset_error"][part] = np.sqrt(variance) / np.maximum(information, 1e-12)
     return out
 
 
@@ -202,6 +272,7 @@ def _statistics_pass(
     correlation = context["correlation"]
     limit = context["spike_limit"]
     stats = context.get("residual_stats")
+    smoothing = first["smoothing"]
     results = []
     latent = (first["latent_mean"], first["latent_log_var"])
     for part, counts, _, _, logits in _batches(
@@ -216,7 +287,13 @@ def _statistics_pass(
         # From the neighbours' offset and from the pixel's own (a shift wider
         # than the Gauss-Newton steps reach from either alone): the likelier.
         found = [
-            _align(logits, y, to_device(begin.astype(np.float32), device), limit)
+            _align(
+                logits,
+                y,
+                to_device(begin.astype(np.float32), device),
+                limit,
+                smoothing=smoothing,
+            )
             for begin in (start, first["offset"][part])
         ]
         likelihoods = [
@@ -240,35 +317,66 @@ def _statistics_pass(
             residual_stats=batch_stats,
             windows=context["windows"],
             spikes=spikes,
+            smoothing=smoothing,
         )
-        side_scores = [], [], [], []
-        keep = (~spikes).float()
-        own = (keep * torch.special.xlogy(y, expected.clamp_min(1e-12))).sum(
-            -1, dtype=torch.float64
-        )
-        for side in sides:  # every candidate reference
-            at = np.where(np.isfinite(side), side, start).astype(np.float32)
-            _, m, t = fit_offsets(logits, y, to_device(at, device), 0, weight=keep)
-            at_side = (keep * torch.special.xlogy(y, m.clamp_min(1e-12))).sum(
-                -1, dtype=torch.float64
+        side_stats = [], [], [], []
+        own_offset = offset.double().cpu().numpy()
+
+        def estimating_function(at, logits=logits, y=y, spikes=spikes):
+            """The offset's score ``U``, its variance and sensitivity at ``at``.
+
+            And the expected counts there.
+            """
+            _, m, t = fit_offsets(
+                logits,
+                y,
+                to_device(at.astype(np.float32), device),
+                0,
+                weight=(~spikes).float(),
             )
-            ratio = (2.0 * (own - at_side)).cpu().numpy()
-            values = (*scoring.offset_score(y, m, t, correlation, spikes), ratio)
-            for value, collected in zip(values, side_scores, strict=True):
+            return (*scoring.offset_score(y, m, t, correlation, spikes, smoothing), m)
+
+        def log_likelihood(m, y=y, spikes=spikes):
+            return (
+                ((~spikes).float() * torch.special.xlogy(y, m.clamp_min(1e-12)))
+                .sum(-1, dtype=torch.float64)
+                .cpu()
+                .numpy()
+            )
+
+        if smoothing > 0:
+            own_score = estimating_function(own_offset)[0]
+        else:
+            own = log_likelihood(expected)
+        for side in sides:  # every candidate reference
+            at = np.where(np.isfinite(side), side, start)
+            score, variance, information, m = estimating_function(at)
+            if smoothing > 0:
+                # Twice the quasi-log-likelihood gained from the reference's
+                # offset to the pixel's own: the integral of the score
+                # between them (Simpson's rule).
+                middle = estimating_function(0.5 * (at + own_offset))[0]
+                ratio = (own_offset - at) / 3.0 * (score + 4.0 * middle + own_score)
+            else:  # the likelihood ratio itself
+                ratio = 2.0 * (own - log_likelihood(m))
+            values = (score, variance, information, ratio)
+            for value, collected in zip(values, side_stats, strict=True):
                 collected.append(value)
         (
             out["side_score"],
             out["side_variance"],
             out["side_information"],
             out["side_likelihood_ratio"],
-        ) = (np.stack(v) for v in side_scores)
-        out["offset"] = offset.double().cpu().numpy()
+        ) = (np.stack(v) for v in side_stats)
+        out["offset"] = own_offset
         out["spikes"] = spikes.sum(-1).cpu().numpy()
         if context.get("keep_residual"):
             keep = (~spikes).float()
             sqrt_m = torch.sqrt(expected.clamp_min(1e-12))
             out["residual"] = ((y - expected) / sqrt_m * keep).cpu().numpy()
-            out["weight"] = (tangent / sqrt_m * keep).cpu().numpy()
+            out["weight"] = (
+                scoring._offset_weight(expected, tangent, keep, smoothing).cpu().numpy()
+            )
         results.append((part, out))
     return _merge(results, cube.n_pixels if index is None else None, index)
 
@@ -408,9 +516,11 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
         if f == 1 and models[1] is models[0]:
             first = firsts[0]  # one fixed reconstruction (PCA): the same offsets
         else:
-            first = _offsets_pass(
-                model, cube, device, batch_size, context["spike_limit"], correlation
+            passes = (model, cube, device, batch_size, context["spike_limit"])
+            smoothing = _smoothing_choice(
+                *passes, correlation, map_shape, context["folds"] == 1 - f
             )
+            first = _offsets_pass(*passes, correlation, smoothing)
         offset = first["offset"] - (0.0 if known is None else known)
         references, errors, step, mixed = scoring.offset_references(
             offset, first["offset_error"], map_shape, window

@@ -49,6 +49,8 @@ __all__ = [
     "one_sided_references",
     "offset_references",
     "offset_score",
+    "OFFSET_SMOOTHINGS",
+    "least_scattered",
     "context_shift",
     "latent_candidates",
     "candidate_choice",
@@ -219,6 +221,7 @@ def aligned_statistics(
     residual_stats=None,
     windows=None,
     spikes=None,
+    smoothing=0.0,
 ):
     """Per-pixel statistics of counts against their aligned reconstruction.
 
@@ -238,6 +241,9 @@ def aligned_statistics(
         ``edge_shift`` windows from :func:`energy_windows` (none: 0).
     spikes : torch.Tensor, optional
         ``(batch, n_channels)`` bool, channels left out (cosmic rays).
+    smoothing : float, default 0.0
+        Smoothing of the offset's weights, in channels (see
+        :func:`hyperspy_vae.nn.alignment.offset_weights`).
 
     Returns
     -------
@@ -251,7 +257,8 @@ def aligned_statistics(
     keep = torch.ones_like(y) if spikes is None else (~spikes).float()
     sqrt_m = torch.sqrt(m)
     residual = (y - m) / sqrt_m * keep
-    weight = tangent.float() / sqrt_m * keep
+    slope = tangent.float() / sqrt_m * keep
+    weight = _offset_weight(m, tangent, keep, smoothing)
 
     deviance = 2.0 * ((torch.special.xlogy(y, y / m) - (y - m)) * keep).sum(
         -1, dtype=torch.float64
@@ -264,7 +271,7 @@ def aligned_statistics(
     r = torch.where(
         denominator > 0, (yc * mc).sum(-1, dtype=torch.float64) / denominator, 1.0
     )
-    information = (weight * weight).sum(-1, dtype=torch.float64).clamp_min(_EPS)
+    information = (slope * weight).sum(-1, dtype=torch.float64).clamp_min(_EPS)
     offset_error = torch.sqrt(_quadratic_form(weight, correlation)) / information
 
     standardised = residual
@@ -944,31 +951,100 @@ def candidate_choice(latent, candidates, step, map_shape, mixed=None):
     return np.where(edge, np.where(d_up <= d_down, 3, 4), choice)
 
 
-def offset_score(counts, expected, tangent, correlation, spikes=None):
+def _offset_weight(expected, tangent, keep, smoothing):
+    """Standardised weights ``w sqrt(m)`` of the offset's estimating equation."""
+    from .nn.alignment import offset_weights
+
+    m = expected.float()
+    return offset_weights(m, tangent.float(), smoothing) * torch.sqrt(m) * keep
+
+
+def offset_score(counts, expected, tangent, correlation, spikes=None, smoothing=0.0):
     """Score statistic of the energy offset at the offset of ``expected``.
 
-    ``S = sum (y - m) t / m``, the derivative of the log-likelihood with
-    respect to the offset, with its noise variance ``V = t~' R t~``
-    (``t~ = t / sqrt(m)``, ``R`` the channel correlations) and the Fisher
-    information ``I = t~' t~``. Near that offset ``S`` grows as ``I`` times
-    the pixel's departure from it: the locally most powerful test that the
-    pixel sits where its neighbours do, and unlike a fitted offset it needs
-    no search (no wrong optimum on a weak edge).
+    ``S = sum (y - m) w`` with ``w = t / m`` (the derivative of the
+    log-likelihood with respect to the offset) or its smoothed form (see
+    :func:`hyperspy_vae.nn.alignment.offset_weights`), with its noise
+    variance ``V = w~' R w~`` (``w~ = w sqrt(m)``, ``R`` the channel
+    correlations) and its sensitivity ``J = sum t w`` (the Fisher
+    information ``I`` when unsmoothed). Near that offset ``S`` grows as
+    ``J`` times the pixel's departure from it, with standard error
+    ``sqrt(V) / J``.
 
     Returns
     -------
     score, variance, information : numpy.ndarray
-        ``(batch,)`` float64 each.
+        ``(batch,)`` float64 each (``information`` is ``J``).
     """
     y = counts.float()
     m = expected.float().clamp_min(_EPS)
     keep = torch.ones_like(y) if spikes is None else (~spikes).float()
-    weight = tangent.float() / torch.sqrt(m) * keep
+    slope = tangent.float() / torch.sqrt(m) * keep
+    weight = _offset_weight(m, tangent, keep, smoothing)
     residual = (y - m) / torch.sqrt(m) * keep
     score = (residual * weight).sum(-1, dtype=torch.float64)
     variance = _quadratic_form(weight, correlation)
-    information = (weight * weight).sum(-1, dtype=torch.float64)
+    information = (slope * weight).sum(-1, dtype=torch.float64)
     return score.cpu().numpy(), variance.cpu().numpy(), information.cpu().numpy()
+
+
+#: Smoothings (Gaussian standard deviations, channels) of the offset's
+#: weights among which each model takes the one whose offsets scatter least
+#: (:func:`least_scattered`): none, up to a few channels (a white line spans
+#: several channels wherever an edge shift is measurable at all).
+OFFSET_SMOOTHINGS = (0.0, 1.0, 2.0, 4.0)
+
+
+#: Standard error of a robust spread (1.4826 times the median absolute
+#: deviation) of ``n`` normal values, times ``sqrt(n)``, in units of the
+#: spread: the median absolute deviation has 37 % efficiency.
+_MAD_ERROR = 1.0 / np.sqrt(2.0 * 0.3675)
+
+
+def least_scattered(offsets, map_shape, pixels=None):
+    """Which set of offsets scatters least about its scan rows' lines.
+
+    The offsets of one map fitted with differently smoothed weights (see
+    :data:`OFFSET_SMOOTHINGS`, the first unsmoothed) estimate the same
+    positions; the one whose robust spread (1.4826 times the median absolute
+    deviation) about each row's Theil-Sen line is smallest is the most
+    precise. Drift, steps and anomalous pixels are common to all of them and
+    barely move medians. A smoothed set is taken only where its spread is
+    below the unsmoothed one's by more than :data:`AGREEMENT_LIMIT` standard
+    errors of their difference (as if the two were independent, which
+    overstates it): on a small map the spreads' noise does not choose.
+
+    Parameters
+    ----------
+    offsets : numpy.ndarray
+        ``(n_sets, n_pixels)``.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    pixels : numpy.ndarray of bool, optional
+        ``(n_pixels,)``: the pixels whose spread counts (default: all).
+
+    Returns
+    -------
+    index : int
+    spreads : numpy.ndarray
+        ``(n_sets,)``.
+    """
+    use = slice(None) if pixels is None else np.asarray(pixels, dtype=bool)
+    spreads, sizes = [], []
+    for values in np.asarray(offsets, dtype=np.float64):
+        departure = (values - row_trends(values, map_shape))[use]
+        departure = departure[np.isfinite(departure)]
+        sizes.append(departure.size)
+        spreads.append(
+            1.4826 * np.median(np.abs(departure - np.median(departure)))
+            if departure.size
+            else np.inf
+        )
+    spreads = np.asarray(spreads)
+    error = np.sqrt(2.0) * _MAD_ERROR * spreads[0] / np.sqrt(max(sizes[0], 1))
+    clearly = spreads < spreads[0] - AGREEMENT_LIMIT * error
+    clearly[0] = True
+    return int(np.argmin(np.where(clearly, spreads, np.inf))), spreads
 
 
 def context_shift(
@@ -977,12 +1053,13 @@ def context_shift(
     """Standardised energy shift of each pixel against its neighbours.
 
     For each candidate reference (see :func:`offset_references`), the signed
-    root of the likelihood ratio between the pixel's own offset and the
-    reference's, ``sign(S) sqrt(LR I / V)`` (the score test ``S / sqrt(V)``
-    for a small shift; unlike it, it keeps growing for a shift wider than
-    the edge), divided by ``sqrt(1 + I**2 se**2 / V)`` for the reference's
-    own error ``se``. The ``I / V`` factor corrects the likelihood ratio for
-    correlated channels. Each pixel takes the candidate of ``choice`` (see
+    root of the (quasi-) likelihood ratio between the pixel's own offset and
+    the reference's, ``sign(S) sqrt(LR J / V)`` (the score test
+    ``S / sqrt(V)`` for a small shift; unlike it, it keeps growing for a
+    shift wider than the edge), divided by ``sqrt(1 + J**2 se**2 / V)`` for
+    the reference's own error ``se``. The ``J / V`` factor corrects the
+    ratio for correlated channels and smoothed weights (see
+    :func:`offset_score`). Each pixel takes the candidate of ``choice`` (see
     :func:`candidate_choice`); where it is -1, the smallest ``|z|`` of the
     line and the two sides, -2 of every candidate (at a row's end beside a
     boundary the rows above and below may be the only reference of the
@@ -993,8 +1070,9 @@ def context_shift(
     scores, variances, informations : numpy.ndarray
         ``(5, n_pixels)`` from :func:`offset_score` at each candidate.
     likelihood_ratios : numpy.ndarray
-        ``(5, n_pixels)``: twice the log-likelihood of the pixel's own offset
-        less that of each candidate's.
+        ``(5, n_pixels)``: twice the (quasi-) log-likelihood of the pixel's
+        own offset less that of each candidate's: the integral of the score
+        ``S`` from the candidate's offset to the pixel's.
     reference_errors : numpy.ndarray
         ``(5, n_pixels)`` from :func:`offset_references` (NaN: no candidate).
     choice : numpy.ndarray of int

@@ -12,9 +12,16 @@ Offsets are in channels, positive when the spectrum sits higher in energy
 than the reconstruction.
 """
 
+import numpy as np
 import torch
 
-__all__ = ["shift_logits", "fit_offsets", "coarse_offsets"]
+__all__ = [
+    "shift_logits",
+    "smooth_channels",
+    "offset_weights",
+    "fit_offsets",
+    "coarse_offsets",
+]
 
 
 def _cubic_weights(fraction):
@@ -82,13 +89,71 @@ def shift_logits(logits, offset, derivative=False):
     return shifted, -sum(windows[j] * slopes[:, j : j + 1] for j in range(4))
 
 
-def fit_offsets(logits, counts, offset, n_iter=4, weight=None, max_step=1.0):
+def smooth_channels(values, sigma):
+    """Gaussian smoothing along the last axis (end values continued).
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        ``(batch, n_channels)``.
+    sigma : float
+        Standard deviation in channels; 0 returns ``values`` unchanged.
+
+    Returns
+    -------
+    torch.Tensor
+    """
+    if sigma <= 0:
+        return values
+    radius = max(1, int(np.ceil(4.0 * sigma)))
+    x = torch.arange(-radius, radius + 1, device=values.device, dtype=values.dtype)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    kernel = (kernel / kernel.sum())[None, None]
+    padded = torch.nn.functional.pad(
+        values[:, None], (radius, radius), mode="replicate"
+    )
+    return torch.nn.functional.conv1d(padded, kernel)[:, 0]
+
+
+def offset_weights(expected, tangent, smoothing=0.0):
+    """Channel weights of the offset's estimating equation.
+
+    The likelihood's own weights are ``tangent / expected``, the derivative
+    of the log expected counts. A reconstruction learned from noisy counts
+    carries a faint ripple from channel to channel; its derivative then
+    weights the noise of flat channels, where the true derivative is nil,
+    and the offset scatters wider than its Fisher error says. Smoothed by a
+    Gaussian of ``smoothing`` channels, the weights keep the edges' slopes
+    and lose the ripple; the equation ``sum (y - m) w = 0`` still holds at
+    the true offset whatever the weights, so the offset stays unbiased.
+
+    Parameters
+    ----------
+    expected, tangent : torch.Tensor
+        ``(batch, n_channels)``.
+    smoothing : float, default 0.0
+        Gaussian standard deviation in channels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(batch, n_channels)``.
+    """
+    return smooth_channels(tangent / expected.clamp_min(1e-6), smoothing)
+
+
+def fit_offsets(
+    logits, counts, offset, n_iter=4, weight=None, max_step=1.0, smoothing=0.0
+):
     """Gauss-Newton fit of each spectrum's energy offset.
 
     The expected counts are ``total * softmax(shift_logits(logits, o))``;
     each step moves ``o`` by the weighted projection of the residual on the
     expected counts' derivative (weights ``1 / expected``: counts whose
-    variance is their mean), at most ``max_step`` channels.
+    variance is their mean), at most ``max_step`` channels. With
+    ``smoothing``, the projection is on the smoothed weights of
+    :func:`offset_weights` (a root of the estimating equation, not the
+    likelihood's maximum).
 
     Parameters
     ----------
@@ -106,6 +171,8 @@ def fit_offsets(logits, counts, offset, n_iter=4, weight=None, max_step=1.0):
         expected counts are scaled to).
     max_step : float, default 1.0
         Largest change of an offset in one step, in channels.
+    smoothing : float, default 0.0
+        Gaussian standard deviation (channels) of the weights' smoothing.
 
     Returns
     -------
@@ -133,11 +200,22 @@ def fit_offsets(logits, counts, offset, n_iter=4, weight=None, max_step=1.0):
             tangent = expected * (slope - (p * slope).sum(-1, keepdim=True))
             if step == n_iter:
                 break
-            w = 1.0 / expected.clamp_min(1e-6)
-            if weight is not None:
-                w = w * weight
-            numerator = ((counts - expected) * tangent * w).sum(-1)
-            denominator = (tangent * tangent * w).sum(-1).clamp_min(1e-12)
+            if smoothing > 0:
+                w = offset_weights(expected, tangent, smoothing)
+                if weight is not None:
+                    w = w * weight
+                denominator = (tangent * w).sum(-1)
+                # Weights that do not follow the slope (no edge) take no step.
+                numerator = torch.where(
+                    denominator > 1e-12, ((counts - expected) * w).sum(-1), 0.0
+                )
+                denominator = denominator.clamp_min(1e-12)
+            else:
+                w = 1.0 / expected.clamp_min(1e-6)
+                if weight is not None:
+                    w = w * weight
+                numerator = ((counts - expected) * tangent * w).sum(-1)
+                denominator = (tangent * tangent * w).sum(-1).clamp_min(1e-12)
             offset = offset + (numerator / denominator).clamp(-max_step, max_step)
     return offset, expected, tangent
 
