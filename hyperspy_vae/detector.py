@@ -249,6 +249,33 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation, smo
     return out
 
 
+def _estimating_function(at, logits, y, spikes, correlation, smoothing, device):
+    """The offset's score ``U``, its variance and sensitivity at offsets ``at``.
+
+    And the expected counts there (see :func:`scoring.offset_score`).
+    """
+    from .nn.alignment import fit_offsets
+    from .nn.train import to_device
+
+    _, m, t = fit_offsets(
+        logits, y, to_device(at.astype(np.float32), device), 0, weight=(~spikes).float()
+    )
+    return (*scoring.offset_score(y, m, t, correlation, spikes, smoothing), m)
+
+
+def _log_likelihood(y, expected, spikes):
+    """Poisson log-likelihood of each spectrum (less constants), spikes left out."""
+    import torch
+
+    keep = (~spikes).float()
+    return (
+        (keep * torch.special.xlogy(y, expected.clamp_min(1e-12)))
+        .sum(-1, dtype=torch.float64)
+        .cpu()
+        .numpy()
+    )
+
+
 def _statistics_pass(
     model, cube, index, device, batch_size, context, first, scored=None
 ):
@@ -265,7 +292,6 @@ def _statistics_pass(
     """
     import torch
 
-    from .nn.alignment import fit_offsets
     from .nn.train import to_device
 
     references, known = context["references"], context["known_offset"]
@@ -321,44 +347,22 @@ def _statistics_pass(
         )
         side_stats = [], [], [], []
         own_offset = offset.double().cpu().numpy()
-
-        def estimating_function(at, logits=logits, y=y, spikes=spikes):
-            """The offset's score ``U``, its variance and sensitivity at ``at``.
-
-            And the expected counts there.
-            """
-            _, m, t = fit_offsets(
-                logits,
-                y,
-                to_device(at.astype(np.float32), device),
-                0,
-                weight=(~spikes).float(),
-            )
-            return (*scoring.offset_score(y, m, t, correlation, spikes, smoothing), m)
-
-        def log_likelihood(m, y=y, spikes=spikes):
-            return (
-                ((~spikes).float() * torch.special.xlogy(y, m.clamp_min(1e-12)))
-                .sum(-1, dtype=torch.float64)
-                .cpu()
-                .numpy()
-            )
-
+        at_offset = (logits, y, spikes, correlation, smoothing, device)
         if smoothing > 0:
-            own_score = estimating_function(own_offset)[0]
+            own_score = _estimating_function(own_offset, *at_offset)[0]
         else:
-            own = log_likelihood(expected)
+            own = _log_likelihood(y, expected, spikes)
         for side in sides:  # every candidate reference
             at = np.where(np.isfinite(side), side, start)
-            score, variance, information, m = estimating_function(at)
+            score, variance, information, m = _estimating_function(at, *at_offset)
             if smoothing > 0:
                 # Twice the quasi-log-likelihood gained from the reference's
                 # offset to the pixel's own: the integral of the score
                 # between them (Simpson's rule).
-                middle = estimating_function(0.5 * (at + own_offset))[0]
+                middle = _estimating_function(0.5 * (at + own_offset), *at_offset)[0]
                 ratio = (own_offset - at) / 3.0 * (score + 4.0 * middle + own_score)
             else:  # the likelihood ratio itself
-                ratio = 2.0 * (own - log_likelihood(m))
+                ratio = 2.0 * (own - _log_likelihood(y, m, spikes))
             values = (score, variance, information, ratio)
             for value, collected in zip(values, side_stats, strict=True):
                 collected.append(value)

@@ -1036,7 +1036,7 @@ def least_scattered(offsets, map_shape, pixels=None):
         departure = departure[np.isfinite(departure)]
         sizes.append(departure.size)
         spreads.append(
-            1.4826 * np.median(np.abs(departure - np.median(departure)))
+            stats.median_abs_deviation(departure, scale="normal")
             if departure.size
             else np.inf
         )
