@@ -19,7 +19,10 @@ Parts:
   ``pca_anomalies(3)``; the clean maps' p-values for a QQ plot;
 * ``stability``: the anomalous map of one data seed, detector seeds 0-4
   (Jaccard overlap of the flags) and the data multiplied by 0.25 and 4
-  (fraction of pixels whose flag changes).
+  (fraction of pixels whose flag changes);
+* ``limits``: the limit, and the limit of a detector that does not know the
+  shift's sign (the mixture of the likelihood ratios of +0.5 and -0.5 eV),
+  beside the F1 of a detect run (``--compare``): no detector is run.
 
 Run ``python benchmarks/realistic.py --part detect --seeds 1000 ... 1009``;
 results go to ``benchmarks/results/realistic*.{json,md,png}``. Runs split
@@ -28,6 +31,7 @@ over processes (``--cases``) are put together with ``--merge a.json b.json
 """
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -96,12 +100,12 @@ CASES = {
 }
 
 
-def make_map(case, seed, anomalous):
+def make_map(case, seed, anomalous, shift=SHIFT):
     """The case's spectrum image and truth for one data seed."""
     kwargs = dict(navigation_shape=(64, 64), random_state=seed)
     kwargs.update(CASES[case])
     return hyperspy_vae.data.fe_l23_spectrum_image(
-        shift=SHIFT,
+        shift=shift,
         fraction=FRACTION if anomalous else 0.0,
         layout="clusters" if seed % 2 == 0 else "random",
         **kwargs,
@@ -183,6 +187,73 @@ def detect_rows(case, seed):
         rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "p_values"}), flush=True)
     return rows
+
+
+def limit_rows(case, seed):
+    """The limit, and the limit of a detector that does not know the shift's sign.
+
+    The benchmark's limit is the likelihood ratio of the shift as generated
+    (+0.5 eV) against no shift: it knows the direction. A detector of
+    anomalies cannot; the Neyman-Pearson detector for a shift of either sign,
+    equally likely, is the mixture ``log((exp(LR+) + exp(LR-)) / 2)``.
+    """
+    s, truth = make_map(case, seed, True)
+    _, opposite = make_map(case, seed, True, shift=-SHIFT)
+    if not np.allclose(truth.expected_normal, opposite.expected_normal):
+        raise RuntimeError(f"{case}: the maps of either sign differ beyond the shift")
+    plus = truth.likelihood_ratio(s.data)
+    minus = dataclasses.replace(
+        truth, expected_anomalous=opposite.expected_anomalous
+    ).likelihood_ratio(s.data)
+    either = np.logaddexp(plus, minus) - np.log(2.0)
+    y = truth.anomalous
+    row = dict(
+        case=case,
+        seed=seed,
+        limit=best_f1(plus, y),
+        limit_sign_unknown=best_f1(either, y),
+    )
+    print(json.dumps(row), flush=True)
+    return [row]
+
+
+def write_limits_markdown(rows, path, command, compare=None):
+    """Both limits per case, beside a detect run's F1 where one is given."""
+    detect = [] if compare is None else json.loads(Path(compare).read_text())
+    lines = [
+        "# The limit with the shift's sign unknown (issue 10)",
+        "",
+        "Best-threshold F1 of the per-pixel likelihood ratio with every nuisance "
+        f"known: of the +{SHIFT} eV shift as generated (the benchmark's limit), "
+        f"and of a shift of +-{SHIFT} eV, either sign equally likely (the mixture "
+        "of the two ratios: the best any detector that does not know the "
+        "direction can do). Means over seeds"
+        + ("; F1 and best F1 of the detect run beside them." if detect else "."),
+        "",
+        "| case | limit | limit, sign unknown |"
+        + (" F1 | best F1 | sign-unknown limit - F1 |" if detect else ""),
+        "|---|---|---|" + ("---|---|---|" if detect else ""),
+    ]
+    for case in CASES:
+        mine = [r for r in rows if r["case"] == case]
+        if not mine:
+            continue
+        signed = np.mean([r["limit"] for r in mine])
+        unsigned = np.mean([r["limit_sign_unknown"] for r in mine])
+        line = f"| {case} | {signed:.3f} | {unsigned:.3f} |"
+        seeds = {r["seed"] for r in mine}
+        found = [
+            r
+            for r in detect
+            if r["case"] == case and r["anomalous"] and r["seed"] in seeds
+        ]
+        if detect and found:
+            f1 = np.mean([r["f1"] for r in found])
+            best = np.mean([r["best_f1"] for r in found])
+            line += f" {f1:.3f} | {best:.3f} | {unsigned - f1:.3f} |"
+        lines.append(line)
+    lines += ["", f"Command: `{command}`"]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def stability_rows(case, seed):
@@ -352,7 +423,9 @@ def merge_detect(paths, name):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("detect", "stability"), default="detect")
+    parser.add_argument(
+        "--part", choices=("detect", "stability", "limits"), default="detect"
+    )
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
     parser.add_argument("--name", default=None, help="output file stem")
@@ -363,6 +436,12 @@ def main(argv=None):
         metavar="JSON",
         help="write the tables of these detect results (runs split over "
         "processes by --cases) instead of running",
+    )
+    parser.add_argument(
+        "--compare",
+        default=None,
+        metavar="JSON",
+        help="for --part limits: a detect run whose F1 to put beside the limits",
     )
     args = parser.parse_args(argv)
     if args.merge:
@@ -379,6 +458,8 @@ def main(argv=None):
         for seed in args.seeds:
             if args.part == "detect":
                 rows += detect_rows(case, seed)
+            elif args.part == "limits":
+                rows += limit_rows(case, seed)
             else:
                 rows += stability_rows(case, seed)
     (RESULTS / f"{name}.json").write_text(json.dumps(rows))
@@ -388,6 +469,10 @@ def main(argv=None):
             table, RESULTS / f"{name}.md", command.strip(), args.seeds
         )
         plot_qq(rows, RESULTS / f"{name}_qq.png")
+    elif args.part == "limits":
+        write_limits_markdown(
+            rows, RESULTS / f"{name}.md", command.strip(), args.compare
+        )
     else:
         write_stability_markdown(rows, RESULTS / f"{name}.md", command.strip())
     print((RESULTS / f"{name}.md").read_text())
