@@ -247,7 +247,7 @@ def write_limits_markdown(rows, path, command, compare=None):
             for r in detect
             if r["case"] == case and r["anomalous"] and r["seed"] in seeds
         ]
-        if detect and found:
+        if found:
             f1 = np.mean([r["f1"] for r in found])
             best = np.mean([r["best_f1"] for r in found])
             line += f" {f1:.3f} | {best:.3f} | {unsigned - f1:.3f} |"
