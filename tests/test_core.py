@@ -394,6 +394,23 @@ def test_expected_f1_threshold_adapts_and_falls_back():
     assert (scores > thresholds.expected_f1_threshold(scores, null, 0.05)).sum() <= 1
 
 
+def test_beta_uniform_count_counts_weak_anomalies_the_excess_misses():
+    counts, lower_bounds = [], []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        # 80 weak anomalies: 40 % of their p-values above 0.05.
+        p = np.concatenate([rng.uniform(size=4000), rng.beta(0.1, 1.0, size=80)])
+        counts.append(thresholds.beta_uniform_count(p))
+        lower_bounds.append(thresholds.excess_discoveries(p))
+    assert 64 < np.mean(counts) < 96
+    assert np.mean(lower_bounds) < 48
+    # A few strong anomalies: they are counted, not extrapolated from.
+    rng = np.random.default_rng(0)
+    strong = np.concatenate([rng.uniform(size=4000), np.full(20, 1e-9)])
+    assert 20 <= thresholds.beta_uniform_count(strong) < 35
+    assert thresholds.beta_uniform_count(rng.uniform(size=4000)) < 15
+
+
 def test_encoder_input_binned_for_long_spectra_while_output_keeps_every_channel():
     from hyperspy_vae.cube import SpectrumCube, input_binning
 
