@@ -117,25 +117,26 @@ def beta_uniform_count(p_values, level=COUNT_LEVEL):
         )
 
     def profile(a):
+        """``(negative log-likelihood, pi0, a)`` at the best ``pi0`` for ``a``."""
         fit = minimize_scalar(
             lambda pi0: neg_log_likelihood(pi0, a),
             bounds=(0.0, 1.0),
             method="bounded",
             options={"xatol": 1e-9},
         )
-        return fit.fun, fit.x
+        return fit.fun, fit.x, a
 
-    # The likelihood in ``a`` can have several local optima: a grid first.
+    # The likelihood in ``a`` can have several local optima: a grid first,
+    # then a refinement between the best point's neighbours.
     grid = np.linspace(0.01, np.log(0.5) / log_level, 50)
-    values = [profile(a)[0] for a in grid]
-    i = int(np.argmin(values))
-    fit = minimize_scalar(
+    on_grid = [profile(a) for a in grid]
+    i = min(range(grid.size), key=lambda j: on_grid[j][0])
+    refined = minimize_scalar(
         lambda a: profile(a)[0],
         bounds=(grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]),
         method="bounded",
     )
-    a = fit.x if fit.fun < values[i] else grid[i]
-    pi0 = profile(a)[1]
+    _, pi0, a = min(on_grid[i], profile(refined.x))
     # The beta component's share of the pixels above the floor.
     tail = (1.0 - pi0) * (1.0 - np.exp(a * log_floor))
     weak = rest * tail / (tail + pi0 * (1.0 - np.exp(log_floor)))
