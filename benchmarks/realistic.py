@@ -20,6 +20,8 @@ Parts:
 * ``stability``: the anomalous map of one data seed, detector seeds 0-4
   (Jaccard overlap of the flags) and the data multiplied by 0.25 and 4
   (fraction of pixels whose flag changes);
+* ``clean``: the clean maps of ``detect`` only, over many seeds: the
+  false-alarm target is stated over at least ten seeds per case;
 * ``limits``: the limit, and the limit of a detector that does not know the
   shift's sign (the mixture of the likelihood ratios of +0.5 and -0.5 eV),
   beside the F1 of a detect run (``--compare``): no detector is run.
@@ -147,10 +149,13 @@ def pca_map(s, k=3):
     return scores, scores > amap.threshold
 
 
-def detect_rows(case, seed):
-    """One clean and one anomalous map of ``case``: every method's figures."""
+def detect_rows(case, seed, kinds=(False, True)):
+    """One clean and one anomalous map of ``case``: every method's figures.
+
+    ``kinds`` says which maps to run (``(False,)``: the clean one only).
+    """
     rows = []
-    for anomalous in (False, True):
+    for anomalous in kinds:
         s, truth = make_map(case, seed, anomalous)
         y = truth.anomalous
         n = y.size
@@ -407,6 +412,42 @@ def plot_qq(rows, path):
     fig.savefig(path, dpi=100)
 
 
+def target_flags(n_pixels):
+    """The most flags a clean map may show: 0.5 %, at least one on tiny maps."""
+    return max(1, int(0.005 * n_pixels))
+
+
+def write_clean_markdown(rows, path, command):
+    """Clean maps over many seeds: false alarms against the target."""
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        "# Clean maps over many seeds (issue 10)",
+        "",
+        f"Seeds {', '.join(map(str, seeds))}; defaults, no labels. Target: at most "
+        "0.5 % of the pixels flagged on each clean map (at most one on maps of "
+        "fewer than 400 pixels). FPR pooled over seeds; flags per map in seed "
+        "order; maps over the target.",
+        "",
+        "| case | seeds | FPR | flags per map | maps over target |",
+        "|---|---|---|---|---|",
+    ]
+    for case in CASES:
+        clean = sorted(
+            (r for r in rows if r["case"] == case and not r["anomalous"]),
+            key=lambda r: r["seed"],
+        )
+        if not clean:
+            continue
+        fpr = sum(r["false_positives"] for r in clean) / sum(
+            r["n_pixels"] for r in clean
+        )
+        over = sum(r["flagged"] > target_flags(r["n_pixels"]) for r in clean)
+        flags = ", ".join(str(r["flagged"]) for r in clean)
+        lines.append(f"| {case} | {len(clean)} | {fpr:.2%} | {flags} | {over} |")
+    lines += ["", f"Command: `{command}`"]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def write_stability_markdown(rows, path, command):
     lines = [
         "# Stability (issue 10)",
@@ -429,16 +470,27 @@ def write_stability_markdown(rows, path, command):
     path.write_text("\n".join(lines) + "\n")
 
 
-def merge_detect(paths, name):
-    """Tables and QQ plot of ``detect`` rows written by several runs."""
+def merge_detect(paths, name, part="detect"):
+    """Tables and QQ plot of ``detect`` (or ``clean``) rows of several runs.
+
+    With ``part="clean"`` the clean maps of every run (a ``detect`` run's
+    included) make the many-seed false-alarm table.
+    """
     rows = [row for path in paths for row in json.loads(Path(path).read_text())]
     seeds = sorted({row["seed"] for row in rows})
-    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
     command = (
-        "python benchmarks/realistic.py --merge "
+        f"python benchmarks/realistic.py --part {part} --merge "
         + " ".join(map(str, paths))
         + f" --name {name}"
     )
+    if part == "clean":
+        rows = [row for row in rows if not row["anomalous"]]
+        (RESULTS / f"{name}.json").write_text(json.dumps(rows))
+        write_clean_markdown(rows, RESULTS / f"{name}.md", command)
+        plot_qq(rows, RESULTS / f"{name}_qq.png")
+        print((RESULTS / f"{name}.md").read_text())
+        return rows
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
     write_detect_markdown(
         summarise_detect(rows), RESULTS / f"{name}.md", command, seeds
     )
@@ -450,7 +502,9 @@ def merge_detect(paths, name):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--part", choices=("detect", "stability", "limits"), default="detect"
+        "--part",
+        choices=("detect", "clean", "stability", "limits"),
+        default="detect",
     )
     parser.add_argument("--cases", nargs="+", default=list(CASES))
     parser.add_argument("--seeds", type=int, nargs="+", default=list(TUNING_SEEDS))
@@ -471,7 +525,7 @@ def main(argv=None):
     )
     args = parser.parse_args(argv)
     if args.merge:
-        return merge_detect(args.merge, args.name or "realistic_merged")
+        return merge_detect(args.merge, args.name or "realistic_merged", args.part)
     unknown = set(args.cases) - set(CASES)
     if unknown:
         parser.error(f"unknown cases {sorted(unknown)}")
@@ -484,6 +538,8 @@ def main(argv=None):
         for seed in args.seeds:
             if args.part == "detect":
                 rows += detect_rows(case, seed)
+            elif args.part == "clean":
+                rows += detect_rows(case, seed, kinds=(False,))
             elif args.part == "limits":
                 rows += limit_rows(case, seed)
             else:
@@ -495,6 +551,8 @@ def main(argv=None):
             table, RESULTS / f"{name}.md", command.strip(), args.seeds
         )
         plot_qq(rows, RESULTS / f"{name}_qq.png")
+    elif args.part == "clean":
+        write_clean_markdown(rows, RESULTS / f"{name}.md", command.strip())
     elif args.part == "limits":
         write_limits_markdown(
             rows, RESULTS / f"{name}.md", command.strip(), args.compare
