@@ -420,7 +420,9 @@ def _calibration_sets(folds, halves, train_mask):
     nulls) from the training (reference) pixels of fold ``1 - f``, half
     ``1 - h``: ``sets[f, h]``. On smaller maps (:data:`LEAVE_ONE_OUT_MAX`)
     each pixel's null is fitted on the training pixels of fold ``1 - f``,
-    both halves, less itself: ``sets[f]``. Where a set is nearly empty (a
+    both halves: ``sets[f]``, pooled with the other model's ``sets[1 - f]``
+    where they share no pixel, less the pixel itself (see
+    :func:`_p_values`). Where a set is nearly empty (a
     small reference region) it is the reference pixels of both halves, or
     of the whole map.
     """
@@ -609,27 +611,47 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
 def _p_values(per_model, folds, halves, sets, theory):
     """Each statistic's p-values (out-of-fold model, a null without the pixel) and their combination."""
     n = folds.size
-    # Where each scored pixel sits in its model's calibration set (-1: not
-    # there), for the leave-one-out nulls of small maps.
-    left_out = {}
-    for f in (0, 1):
-        if sets[f].size <= LEAVE_ONE_OUT_MAX:
-            position = np.full(n, -1)
-            position[sets[f]] = np.arange(sets[f].size)
-            left_out[f] = position[folds == 1 - f]
+    # Small maps: each scored pixel's null is fitted on both models'
+    # calibration pixels (each scored by the model that did not learn from
+    # it, standardised alike) less itself; where each scored pixel sits in
+    # that pooled set (-1: not there). Not where the sets share pixels (a
+    # small reference region): a pixel's score by the other model, which
+    # learned from it, would then enter its null.
+    pooled = all(sets[f].size <= LEAVE_ONE_OUT_MAX for f in (0, 1)) and not (
+        np.intersect1d(sets[0], sets[1]).size
+    )
+    if pooled:
+        position = np.full((2, n), -1)
+        position[0, sets[0]] = np.arange(sets[0].size)
+        position[1, sets[1]] = sets[0].size + np.arange(sets[1].size)
     p_values = {}
     for name, kind in scoring.COMBINED_SCORES.items():
         p = np.ones(n)
+        if pooled:
+            calibration = np.concatenate([per_model[f][name][sets[f]] for f in (0, 1)])
+            for f in (0, 1):
+                target = folds == 1 - f
+                p[target] = nulls.null_p_values(
+                    per_model[f][name][target],
+                    kind,
+                    calibration=calibration,
+                    theory=theory.get(name),
+                    left_out=position[f, target],
+                )
+            p_values[name] = p
+            continue
         for f in (0, 1):
             values = per_model[f][name]
-            if f in left_out:
+            if sets[f].size <= LEAVE_ONE_OUT_MAX:
+                own = np.full(n, -1)
+                own[sets[f]] = np.arange(sets[f].size)
                 target = folds == 1 - f
                 p[target] = nulls.null_p_values(
                     values[target],
                     kind,
                     calibration=values[sets[f]],
                     theory=theory.get(name),
-                    left_out=left_out[f],
+                    left_out=own[target],
                 )
                 continue
             for h in (0, 1):

@@ -255,6 +255,39 @@ def test_leave_one_out_nulls_leave_each_value_out_of_its_own_null():
         assert p[-1] != with_itself[-1]
 
 
+def test_small_maps_pool_both_models_calibration_pixels_less_the_pixel():
+    # A 6 x 10 map: each model scores 30 pixels. Each pixel's null is the
+    # 59 out-of-fold scores of both models but its own, not 29 of one.
+    map_shape = (1, 6, 10)
+    folds, halves = block_folds(map_shape)
+    train = np.ones(folds.size, dtype=bool)
+    sets = detector._calibration_sets(folds, halves, train)
+    rng = np.random.default_rng(5)
+    per_model = [
+        {name: rng.standard_normal(folds.size) for name in scoring.COMBINED_SCORES}
+        for _ in (0, 1)
+    ]
+    per_model[1]["shift"][np.flatnonzero(folds == 0)[0]] = 4.5
+    p_values, _ = detector._p_values(per_model, folds, halves, sets, {})
+    scored_by = 1 - folds
+    values = np.array([per_model[f]["shift"][i] for i, f in enumerate(scored_by)])
+    pooled = np.concatenate([values[sets[0]], values[sets[1]]])
+    assert pooled.size == folds.size
+    own = np.concatenate([sets[0], sets[1]])
+    for i in range(folds.size):
+        alone = nulls.null_p_values(
+            values[i : i + 1], "two-sided", np.delete(pooled, np.flatnonzero(own == i))
+        )[0]
+        np.testing.assert_allclose(p_values["shift"][i], alone)
+    # More calibration pixels, a lighter tail: the shifted pixel's p-value
+    # is smaller than with its model's 29 alone.
+    i = np.flatnonzero(folds == 0)[0]
+    one_model = nulls.null_p_values(
+        values[i : i + 1], "two-sided", np.delete(values[sets[1]], 0)
+    )[0]
+    assert p_values["shift"][i] < one_model
+
+
 def test_small_calibration_sets_give_a_t_prediction_near_the_noise_model():
     # 29 standard normal calibration values: a t with about 20 degrees of
     # freedom (the biweight's): about half the p-value the MAD's 10 give.
