@@ -250,6 +250,16 @@ def vae_anomalies(
         models=nets,
         known_offset=None if known_drift is None else known_drift.ravel() / dispersion,
     )
+    fit_problem = prepare.deviance_warning(
+        detection.raw_scores["deviance"], cube.n_channels
+    )
+    if fit_problem is not None:
+        problems = [*problems, fit_problem]
+        warnings.warn(
+            f"{fit_problem} The p-values and the threshold assume counts.",
+            UserWarning,
+            stacklevel=2,
+        )
     if trained is None:
         # Fewer fits than asked for when training was interrupted.
         config = config.replace(n_fits=len(detection.models) // 2)

@@ -100,6 +100,28 @@ def test_data_that_are_not_counts_are_warned_about():
     assert "background-subtracted" in subtracted.vae_results.summary()
 
 
+def test_the_held_out_fit_tells_denoised_data_from_counts():
+    from hyperspy_vae import prepare
+
+    n = 300
+    assert prepare.deviance_warning(np.full(50, 1.02 * (n - 1)), n) is None
+    assert "denoised" in prepare.deviance_warning(np.full(50, 0.05 * (n - 1)), n)
+    assert "worse" in prepare.deviance_warning(np.full(50, 3.0 * (n - 1)), n)
+    s, _ = fe_l23_spectrum_image((16, 16), fraction=0.0, random_state=7, **SMALL)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s.vae_anomalies(random_state=0, **FAST)
+    assert not any("assume counts" in str(w.message) for w in caught)
+    assert not s.vae_results.warnings
+    s.decomposition(normalize_poissonian_noise=True, print_info=False)
+    denoised = s.get_decomposition_model(3)
+    with pytest.warns(UserWarning, match="denoised"):
+        # Trained long enough to fit smooth spectra (60 steps leave a misfit
+        # of half the counts' noise).
+        denoised.vae_anomalies(random_state=0, **dict(FAST, max_steps=300))
+    assert any("denoised" in w for w in denoised.vae_results.warnings)
+
+
 def test_long_spectra_of_a_small_map_keep_every_channel():
     s, _ = fe_l23_spectrum_image(
         (12, 12),
