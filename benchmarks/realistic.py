@@ -474,9 +474,15 @@ def merge_detect(paths, name, part="detect"):
     """Tables and QQ plot of ``detect`` (or ``clean``) rows of several runs.
 
     With ``part="clean"`` the clean maps of every run (a ``detect`` run's
-    included) make the many-seed false-alarm table.
+    included) make the many-seed false-alarm table. A map (case, seed,
+    clean or not) found in several runs is taken from the last of them: a
+    rerun of some cases with newer code supersedes the older rows.
     """
-    rows = [row for path in paths for row in json.loads(Path(path).read_text())]
+    latest = {}
+    for path in paths:
+        for row in json.loads(Path(path).read_text()):
+            latest[(row["case"], row["seed"], row["anomalous"])] = row
+    rows = list(latest.values())
     seeds = sorted({row["seed"] for row in rows})
     command = (
         f"python benchmarks/realistic.py --part {part} --merge "
@@ -514,8 +520,9 @@ def main(argv=None):
         nargs="+",
         default=None,
         metavar="JSON",
-        help="write the tables of these detect results (runs split over "
-        "processes by --cases) instead of running",
+        help="write the tables of these detect (or clean) results (runs split "
+        "over processes by --cases) instead of running; a map found in several "
+        "files is taken from the last",
     )
     parser.add_argument(
         "--compare",
