@@ -613,45 +613,33 @@ def _p_values(per_model, folds, halves, sets, theory):
     n = folds.size
     # Small maps: each scored pixel's null is fitted on both models'
     # calibration pixels (each scored by the model that did not learn from
-    # it, standardised alike) less itself; where each scored pixel sits in
-    # that pooled set (-1: not there). Not where the sets share pixels (a
-    # small reference region): a pixel's score by the other model, which
-    # learned from it, would then enter its null.
-    pooled = all(sets[f].size <= LEAVE_ONE_OUT_MAX for f in (0, 1)) and not (
-        np.intersect1d(sets[0], sets[1]).size
-    )
-    if pooled:
-        position = np.full((2, n), -1)
-        position[0, sets[0]] = np.arange(sets[0].size)
-        position[1, sets[1]] = sets[0].size + np.arange(sets[1].size)
+    # it, standardised alike) less itself. Not where the sets share pixels
+    # (a small reference region): a pixel's score by the other model, which
+    # learned from it, would then enter its null; each model keeps its own.
+    small = [sets[f].size <= LEAVE_ONE_OUT_MAX for f in (0, 1)]
+    pooled = all(small) and not np.intersect1d(sets[0], sets[1]).size
+    parts = {f: ((0, 1) if pooled else (f,)) for f in (0, 1)}
+    # Where each scored pixel sits in its null's calibration values (-1: not
+    # there), for the leave-one-out fits.
+    position = np.full((2, n), -1)
+    for f in (0, 1):
+        start = sets[0].size if pooled and f == 1 else 0
+        position[f, sets[f]] = start + np.arange(sets[f].size)
     p_values = {}
     for name, kind in scoring.COMBINED_SCORES.items():
         p = np.ones(n)
-        if pooled:
-            calibration = np.concatenate([per_model[f][name][sets[f]] for f in (0, 1)])
-            for f in (0, 1):
-                target = folds == 1 - f
-                p[target] = nulls.null_p_values(
-                    per_model[f][name][target],
-                    kind,
-                    calibration=calibration,
-                    theory=theory.get(name),
-                    left_out=position[f, target],
-                )
-            p_values[name] = p
-            continue
         for f in (0, 1):
             values = per_model[f][name]
-            if sets[f].size <= LEAVE_ONE_OUT_MAX:
-                own = np.full(n, -1)
-                own[sets[f]] = np.arange(sets[f].size)
+            if small[f]:
                 target = folds == 1 - f
                 p[target] = nulls.null_p_values(
                     values[target],
                     kind,
-                    calibration=values[sets[f]],
+                    calibration=np.concatenate(
+                        [per_model[g][name][sets[g]] for g in parts[f]]
+                    ),
                     theory=theory.get(name),
-                    left_out=own[target],
+                    left_out=position[f, target],
                 )
                 continue
             for h in (0, 1):
