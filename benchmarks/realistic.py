@@ -470,6 +470,25 @@ def write_stability_markdown(rows, path, command):
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_results(rows, name, command, part, compare=None):
+    """The rows (JSON), the part's table (Markdown) and, for detect and clean
+    maps, the QQ plot of the clean maps' p-values; the table is printed."""
+    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
+    table = RESULTS / f"{name}.md"
+    if part == "detect":
+        seeds = sorted({row["seed"] for row in rows})
+        write_detect_markdown(summarise_detect(rows), table, command, seeds)
+    elif part == "clean":
+        write_clean_markdown(rows, table, command)
+    elif part == "limits":
+        write_limits_markdown(rows, table, command, compare)
+    else:
+        write_stability_markdown(rows, table, command)
+    if part in ("detect", "clean"):
+        plot_qq(rows, RESULTS / f"{name}_qq.png")
+    print(table.read_text())
+
+
 def merge_detect(paths, name, part="detect"):
     """Tables and QQ plot of ``detect`` (or ``clean``) rows of several runs.
 
@@ -483,25 +502,14 @@ def merge_detect(paths, name, part="detect"):
         for row in json.loads(Path(path).read_text()):
             latest[(row["case"], row["seed"], row["anomalous"])] = row
     rows = list(latest.values())
-    seeds = sorted({row["seed"] for row in rows})
+    if part == "clean":
+        rows = [row for row in rows if not row["anomalous"]]
     command = (
         f"python benchmarks/realistic.py --part {part} --merge "
         + " ".join(map(str, paths))
         + f" --name {name}"
     )
-    if part == "clean":
-        rows = [row for row in rows if not row["anomalous"]]
-        (RESULTS / f"{name}.json").write_text(json.dumps(rows))
-        write_clean_markdown(rows, RESULTS / f"{name}.md", command)
-        plot_qq(rows, RESULTS / f"{name}_qq.png")
-        print((RESULTS / f"{name}.md").read_text())
-        return rows
-    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
-    write_detect_markdown(
-        summarise_detect(rows), RESULTS / f"{name}.md", command, seeds
-    )
-    plot_qq(rows, RESULTS / f"{name}_qq.png")
-    print((RESULTS / f"{name}.md").read_text())
+    write_results(rows, name, command, part)
     return rows
 
 
@@ -551,22 +559,7 @@ def main(argv=None):
                 rows += limit_rows(case, seed)
             else:
                 rows += stability_rows(case, seed)
-    (RESULTS / f"{name}.json").write_text(json.dumps(rows))
-    if args.part == "detect":
-        table = summarise_detect(rows)
-        write_detect_markdown(
-            table, RESULTS / f"{name}.md", command.strip(), args.seeds
-        )
-        plot_qq(rows, RESULTS / f"{name}_qq.png")
-    elif args.part == "clean":
-        write_clean_markdown(rows, RESULTS / f"{name}.md", command.strip())
-    elif args.part == "limits":
-        write_limits_markdown(
-            rows, RESULTS / f"{name}.md", command.strip(), args.compare
-        )
-    else:
-        write_stability_markdown(rows, RESULTS / f"{name}.md", command.strip())
-    print((RESULTS / f"{name}.md").read_text())
+    write_results(rows, name, command.strip(), args.part, args.compare)
     return rows
 
 
