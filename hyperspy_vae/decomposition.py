@@ -57,6 +57,15 @@ def _prepared_cube(source, channels, config, seed=0, energy_bin=None, patch_size
     return cube, problems
 
 
+def _warn_not_counts(message):
+    """Warn (at the caller of ``vae_anomalies``) that the data may not be counts."""
+    warnings.warn(
+        f"{message} The p-values and the threshold assume counts.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def vae_anomalies(
     signal,
     output_dimension=None,
@@ -231,11 +240,7 @@ def vae_anomalies(
     axis = source.axes_manager.signal_axes[0]
     energy = axis.axis[channels]
     for message in problems:
-        warnings.warn(
-            f"{message} The p-values and the threshold assume counts.",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn_not_counts(message)
     noise = cube.noise
     nets = None
     if trained is not None:
@@ -255,11 +260,7 @@ def vae_anomalies(
     )
     if fit_problem is not None:
         problems = [*problems, fit_problem]
-        warnings.warn(
-            f"{fit_problem} The p-values and the threshold assume counts.",
-            UserWarning,
-            stacklevel=2,
-        )
+        _warn_not_counts(fit_problem)
     if trained is None:
         # Fewer fits than asked for when training was interrupted.
         config = config.replace(n_fits=len(detection.models) // 2)
