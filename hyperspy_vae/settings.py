@@ -78,8 +78,9 @@ class VAESettings:
         seed) whose statistics are averaged before calibration: the scores
         then depend much less on any one fit's seed (on 64 x 64 maps with
         excess noise or plural scattering, the flags of two seeds overlap
-        by Jaccard 0.7-0.8 with one fit, 0.9 with three), at ``n_fits``
-        times the time. Each pixel's flag frequency over the fits is in the
+        by Jaccard 0.7-0.8 with one fit, 0.8-0.9 with three, on average
+        over pairs of seeds; see docs/method.md, "Several fits"), at
+        ``n_fits`` times the time. Each pixel's flag frequency over the fits is in the
         results. ``n_fits=1`` is the fastest.
     """
 
