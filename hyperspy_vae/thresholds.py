@@ -130,9 +130,10 @@ def beta_uniform_fit(p_values, level=COUNT_LEVEL):
 
     Returns
     -------
-    BetaUniformFit or None
-        None where there is nothing to fit: no p-value between the floor and
-        ``level``, or every one of the other pixels there.
+    BetaUniformFit
+        With nothing to fit, the limits: no p-value between the floor and
+        ``level`` is no weak anomaly (``pi0 = 1``); every other pixel there is
+        all weak anomalies (``pi0 = 0``, the heaviest tail allowed).
     """
     p = np.ravel(p_values)
     n = p.size
@@ -141,9 +142,16 @@ def beta_uniform_fit(p_values, level=COUNT_LEVEL):
     rest = n - certain
     log_p = np.log(p[(p > floor) & (p <= level)])
     m = log_p.size
-    if m == 0 or m == rest:
-        return None
     log_level, log_floor = np.log(level), np.log(floor)
+    heaviest = np.log(0.5) / log_level
+
+    def fitted(pi0, a):
+        # The mixture's mass above the floor: the beta tail's and the uniform's.
+        mass = (1.0 - pi0) * (1.0 - np.exp(a * log_floor)) + pi0 * (1.0 - floor)
+        return BetaUniformFit(certain, rest, float(pi0), float(a), floor, rest / mass)
+
+    if m == 0 or m == rest:
+        return fitted(1.0 if m == 0 else 0.0, heaviest)
 
     def neg_log_likelihood(pi0, a):
         beta = (1.0 - pi0) * a * np.exp((a - 1.0) * log_p)
@@ -170,7 +178,7 @@ def beta_uniform_fit(p_values, level=COUNT_LEVEL):
 
     # The likelihood in ``a`` can have several local optima: a grid first,
     # then a refinement between the best point's neighbours.
-    grid = np.linspace(0.01, np.log(0.5) / log_level, 50)
+    grid = np.linspace(0.01, heaviest, 50)
     on_grid = [profile(a) for a in grid]
     i = min(range(grid.size), key=lambda j: on_grid[j][0])
     refined = minimize_scalar(
@@ -179,9 +187,7 @@ def beta_uniform_fit(p_values, level=COUNT_LEVEL):
         method="bounded",
     )
     _, pi0, a = min(on_grid[i], profile(refined.x))
-    # The mixture's mass above the floor: the beta tail's and the uniform's.
-    mass = (1.0 - pi0) * (1.0 - np.exp(a * log_floor)) + pi0 * (1.0 - floor)
-    return BetaUniformFit(certain, rest, float(pi0), float(a), floor, rest / mass)
+    return fitted(pi0, a)
 
 
 def beta_uniform_count(p_values, level=COUNT_LEVEL):
@@ -201,13 +207,7 @@ def beta_uniform_count(p_values, level=COUNT_LEVEL):
     float
         Zero or more.
     """
-    p = np.ravel(p_values)
-    fit = beta_uniform_fit(p, level)
-    if fit is None:
-        certain = int(np.count_nonzero(p <= level / p.size))
-        if not np.any((p > level / p.size) & (p <= level)):
-            return float(certain)
-        return float(p.size)
+    fit = beta_uniform_fit(p_values, level)
     return float(fit.n_certain + max(fit.n_weak, 0.0))
 
 
@@ -285,22 +285,15 @@ def expected_f1_threshold(scores, p_values, fdr):
     lower_bound = excess_discoveries(p)
     if lower_bound < 3:
         return fdr_threshold(scores, p_values, fdr)
-    k = np.arange(1, n + 1)
     fit = beta_uniform_fit(p)
-    if fit is None:
-        # Nothing between the certain anomalies and the uniform: the ranked
-        # p-values' own expected F1.
-        n_anomalous = max(beta_uniform_count(p), lower_bound)
-        true_positives = np.maximum(k - n * p, 0.0)
-        flagged = int(np.argmax(2.0 * true_positives / (k + n_anomalous))) + 1
-    else:
-        n_anomalous = max(fit.n_certain + fit.n_weak, lower_bound)
-        # Cutoffs from Bonferroni's level up, evenly in log p: the expected
-        # F1 is smooth there, so a fine grid finds its maximum.
-        cutoffs = np.geomspace(fit.floor, 1.0, 4096)
-        anomalous = fit.n_anomalous_below(cutoffs)
-        f1 = 2.0 * anomalous / (anomalous + n * cutoffs + n_anomalous)
-        flagged = int(np.count_nonzero(p <= cutoffs[np.argmax(f1)]))
+    n_anomalous = max(fit.n_certain + fit.n_weak, lower_bound)
+    # Cutoffs from Bonferroni's level up, evenly in log p: the expected F1 is
+    # smooth there, so a fine grid finds its maximum.
+    cutoffs = np.geomspace(fit.floor, 1.0, 4096)
+    anomalous = fit.n_anomalous_below(cutoffs)
+    f1 = 2.0 * anomalous / (anomalous + n * cutoffs + n_anomalous)
+    flagged = int(np.count_nonzero(p <= cutoffs[np.argmax(f1)]))
+    k = np.arange(1, n + 1)
     passed = np.nonzero(p <= MAX_FDR * k / n)[0]
     most = 0 if passed.size == 0 else passed[-1] + 1
     return _threshold_flagging(scores, min(flagged, most))
