@@ -14,8 +14,9 @@ every model's offsets and their errors are recorded as they enter
 * ``field``: the robust spread of each model's offsets after removing
   anomalous pixels, smoothed over 4 x 4 blocks, in units of the offsets'
   median error (the smooth field's size; 0 for a flat field) and the
-  correlation of two fits' block medians (a field of the data would
-  correlate, a model's own would not);
+  correlation of two fits' block medians (the same fold's models of two
+  fits: one fit's own noise would not correlate, a field of the data or one
+  that every fit learns alike does);
 * best-threshold F1 of ``|offset - reference| / error`` averaged over the
   fits of the models that score each pixel, for two references: the row's
   Theil-Sen line (what the shift score uses) and the median of the pixels

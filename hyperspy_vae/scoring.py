@@ -656,106 +656,14 @@ def _narrow_in_columns(offset, profile, short_level, long_level, map_shape, wind
     return (count < (window + 1) // 2).ravel()
 
 
-#: Width of the square window of a pixel's two-dimensional reference (see
-#: :func:`surrounding_reference`): its ring holds 200 pixels beside the guard
-#: (with a guard of 2), so the median's own variance, pi / 2 / 200 of a
-#: pixel's, stays below 1 % of it (13 x 13 holds 144: 1.1 %).
-RING_SIZE = 15
-
-
-def surrounding_reference(offset, offset_error, latent, map_shape, guard):
-    """Where a pixel's spectrum should sit, judged from its surroundings in 2-D.
-
-    Each network places the edges at an energy that depends a little on the
-    latent point, and the latent points follow the map's smooth fields
-    (thickness, composition): one model's offsets carry a smooth field over
-    the map of its own. A row's straight line follows it only where it is
-    linear along the row. Here the reference is the row's robust line (see
-    :func:`row_trends`; it carries the drift of that row) plus the median
-    departure from their own rows' lines of the pixels in a
-    :data:`RING_SIZE` window around the pixel, less a central guard (the
-    pixels whose encoder patches share spectra with the pixel's, and a
-    cluster of shifted pixels around it), of the pixel's kind: those whose
-    latent point lies within :data:`BOUNDARY_DEPARTURE` noise units per
-    informative coordinate of the pixel's (a second phase is not mixed in).
-    Where fewer than half the window's ring is of the pixel's kind (near a
-    boundary), or the map is narrower than the window, there is no such
-    reference (NaN).
-
-    Parameters
-    ----------
-    offset, offset_error : numpy.ndarray
-        ``(n_pixels,)`` fitted offsets and their standard errors.
-    latent : numpy.ndarray
-        ``(n_pixels, latent_dim)`` latent points.
-    map_shape : tuple of int
-        ``(n_maps, rows, columns)``.
-    guard : int
-        Pixels on each side of the pixel left out (``patch_size - 1``).
-
-    Returns
-    -------
-    reference, error : numpy.ndarray
-        ``(n_pixels,)`` each; NaN where there is no reference.
-    """
-    n_maps, rows, cols = map_shape
-    n = offset.size
-    reference = np.full(n, np.nan)
-    error = np.full(n, np.nan)
-    half = RING_SIZE // 2
-    if rows < RING_SIZE or cols < RING_SIZE or guard >= half:
-        return reference, error
-    trend = row_trends(offset, map_shape)
-    departure = (offset - trend).reshape(map_shape)
-    latent = np.asarray(latent, dtype=np.float64)
-    dims = latent.shape[1]
-    difference = np.diff(latent.reshape(-1, cols, dims), axis=1).reshape(-1, dims)
-    noise = np.maximum(
-        1.4826 * np.median(np.abs(difference), axis=0) / np.sqrt(2), 1e-9
-    )
-    informative = latent.std(axis=0) > 2 * noise
-    scaled = (latent[:, informative] / noise[informative]).reshape(*map_shape, -1)
-    limit = BOUNDARY_DEPARTURE * np.sqrt(max(int(informative.sum()), 1))
-    values = []
-    for dr in range(-half, half + 1):
-        for dc in range(-half, half + 1):
-            if max(abs(dr), abs(dc)) <= guard:
-                continue
-            r0, r1 = max(0, -dr), min(rows, rows - dr)
-            c0, c1 = max(0, -dc), min(cols, cols - dc)
-            shifted = np.full(map_shape, np.nan, dtype=np.float32)
-            shifted[:, r0:r1, c0:c1] = departure[
-                :, r0 + dr : r1 + dr, c0 + dc : c1 + dc
-            ]
-            if scaled.shape[-1]:
-                other = np.full(scaled.shape, np.nan)
-                other[:, r0:r1, c0:c1] = scaled[:, r0 + dr : r1 + dr, c0 + dc : c1 + dc]
-                apart = np.sqrt(np.sum((other - scaled) ** 2, axis=-1))
-                shifted[~(apart < limit)] = np.nan
-            values.append(shifted.ravel())
-    values = np.stack(values, axis=-1)
-    count = np.isfinite(values).sum(axis=-1)
-    enough = count >= values.shape[-1] / 2
-    median = nanmedian_last(values)
-    reference = np.where(enough, trend + median, np.nan)
-    error = np.where(
-        enough,
-        np.sqrt(np.pi / 2) * np.median(offset_error) / np.sqrt(np.maximum(count, 1)),
-        np.nan,
-    )
-    return reference, error
-
-
-def offset_references(offset, offset_error, map_shape, window, latent=None, guard=2):
+def offset_references(offset, offset_error, map_shape, window):
     """Where each pixel's spectrum should sit, judged from its neighbours.
 
     Five candidate references per pixel:
 
     0. *line*: a robust straight line through the ``window`` pixels on each
        side in its scan row (see :func:`_row_lines`): a linear drift or
-       composition trend cancels, at the ends of a row too; with ``latent``,
-       where no step is marked, the pixel's surroundings in two dimensions
-       instead (see :func:`surrounding_reference`), where they exist;
+       composition trend cancels, at the ends of a row too;
     1, 2. *left*, *right*: the median of the row's pixels on one side only;
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
@@ -783,13 +691,6 @@ def offset_references(offset, offset_error, map_shape, window, latent=None, guar
         ``(n_maps, rows, columns)``.
     window : int
         Pixels on each side in a row (see :func:`run_window`).
-    latent : numpy.ndarray, optional
-        ``(n_pixels, latent_dim)`` latent points, for the two-dimensional
-        reference; without, the line alone.
-    guard : int, default 2
-        Pixels on each side left out of the two-dimensional reference
-        (``patch_size - 1``: those whose encoder patches share spectra with
-        the pixel's).
 
     Returns
     -------
@@ -915,15 +816,6 @@ def offset_references(offset, offset_error, map_shape, window, latent=None, guar
     # no reference of the pixel's kind: every candidate, the rows above and
     # below too.
     end = (n_left < 2) | (n_right < 2)
-    if latent is not None:
-        # Where no step or boundary is near, the surroundings in two
-        # dimensions stand for the line: they follow a curved field.
-        around, around_error = surrounding_reference(
-            offset, offset_error, latent, map_shape, guard
-        )
-        use = ~step & np.isfinite(around)
-        refs[0] = np.where(use, around, refs[0])
-        errs[0] = np.where(use, around_error, errs[0])
     return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
 
 
