@@ -31,17 +31,14 @@ Run ``python benchmarks/offset_field.py``; the table goes to
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import hyperspy.api as hs
 import numpy as np
+import realistic  # the benchmark's maps; run as a script, its folder is on the path
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).parent))
-import realistic  # noqa: E402
-
-from hyperspy_vae import scoring  # noqa: E402
+from hyperspy_vae import scoring
 
 RESULTS = Path(__file__).parent / "results"
 #: Tuning maps (clusters: even seeds), none of the held-out seeds 1000-1009.

@@ -80,8 +80,8 @@ class VAESettings:
         excess noise or plural scattering, the flags of two seeds overlap
         by Jaccard 0.7-0.8 with one fit, 0.8-0.9 with three, on average
         over pairs of seeds; see docs/method.md, "Several fits"), at
-        ``n_fits`` times the time. Each pixel's flag frequency over the fits is in the
-        results. ``n_fits=1`` is the fastest.
+        ``n_fits`` times the time. Each pixel's flag frequency over the fits
+        is in the results. ``n_fits=1`` is the fastest.
     """
 
     latent_dim: int = 4

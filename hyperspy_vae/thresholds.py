@@ -97,6 +97,11 @@ class BetaUniformFit(NamedTuple):
         """Anomalous pixels among those above the floor (the beta tail)."""
         return self.scale * (1.0 - self.pi0) * (1.0 - self.floor**self.a)
 
+    @property
+    def n_anomalous(self):
+        """Anomalous pixels in all: the certain ones and the beta tail."""
+        return self.n_certain + self.n_weak
+
     def n_anomalous_below(self, cutoff):
         """Expected anomalous pixels with a p-value at or below ``cutoff``."""
         cutoff = np.maximum(cutoff, self.floor)
@@ -207,8 +212,7 @@ def beta_uniform_count(p_values, level=COUNT_LEVEL):
     float
         Zero or more.
     """
-    fit = beta_uniform_fit(p_values, level)
-    return float(fit.n_certain + max(fit.n_weak, 0.0))
+    return float(beta_uniform_fit(p_values, level).n_anomalous)
 
 
 def fdr_threshold(scores, p_values, fdr):
@@ -286,7 +290,7 @@ def expected_f1_threshold(scores, p_values, fdr):
     if lower_bound < 3:
         return fdr_threshold(scores, p_values, fdr)
     fit = beta_uniform_fit(p)
-    n_anomalous = max(fit.n_certain + fit.n_weak, lower_bound)
+    n_anomalous = max(fit.n_anomalous, lower_bound)
     # Cutoffs from Bonferroni's level up, evenly in log p: the expected F1 is
     # smooth there, so a fine grid finds its maximum.
     cutoffs = np.geomspace(fit.floor, 1.0, 4096)
