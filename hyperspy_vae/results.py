@@ -194,7 +194,7 @@ class VAEResults:
                 + (f", {steps[-1]} steps" if steps else "")
                 + (
                     f", held-out deviance per channel "
-                    f"{val[-1] / self.model.n_channels:.3f}"
+                    f"{np.nanmin(val) / self.model.n_channels:.3f}"
                     if val
                     else ""
                 )
