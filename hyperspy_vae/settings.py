@@ -44,7 +44,9 @@ class VAESettings:
         long before, when the held-out loss stops improving near its noise
         floor.
     eval_every : int, default 25
-        Steps between two evaluations of the held-out loss.
+        Steps between two evaluations of the held-out loss (proportionally
+        fewer where a model learns from fewer pixels than ``batch_size``, as
+        on small maps and line scans, which a network memorises fast).
     patience : int, default 4
         Evaluations without improvement before training stops early.
     validation_fraction : float, default 0.1

@@ -141,6 +141,36 @@ MAX_HALVINGS = 3
 _OFFSET_STEPS = 2
 
 
+def evaluation_interval(eval_every, batch_size, n_fit):
+    """Steps between two evaluations of the held-out loss.
+
+    ``eval_every`` steps, or fewer where the training pixels are fewer than a
+    batch: a step then passes ``batch_size / n_fit`` times over each of them,
+    and a network memorises their noise within a few tens of passes (on
+    6 x 10 maps, 27 pixels per model, the held-out deviance was lowest at
+    the first evaluation, after 25 steps or 118 passes, and rose by 30 %
+    after). The interval is scaled down so that it spans as many passes as
+    ``eval_every`` steps over a batch's worth of pixels.
+
+    Parameters
+    ----------
+    eval_every : int
+        The setting (see :class:`~hyperspy_vae.settings.VAESettings`).
+    batch_size : int
+        Samples per step.
+    n_fit : int
+        Pixels the steps draw from.
+
+    Returns
+    -------
+    int
+        At least 1.
+    """
+    if n_fit >= batch_size:
+        return int(eval_every)
+    return max(1, round(eval_every * n_fit / batch_size))
+
+
 def _batch_losses(model, cube, index, device, sample, offsets, mixed_precision=True):
     """Losses of a batch, each reconstruction moved by its pixel's offset.
 
@@ -359,6 +389,9 @@ def fit(
         )
         model.train()
         batch_size = settings.batch_size
+        eval_every = evaluation_interval(
+            settings.eval_every, batch_size, len(fit_index)
+        )
         try:
             for step in bar:
                 index = rng.choice(fit_index, size=batch_size)
@@ -379,7 +412,7 @@ def fit(
                 loss.backward()
                 optimizer.step()
                 running.append(float(deviance[keep].mean()))
-                if step % settings.eval_every == 0 or step == settings.max_steps:
+                if step % eval_every == 0 or step == settings.max_steps:
                     val, floor = _validation_loss(
                         model, cube, val_index, settings, device, offsets
                     )
