@@ -82,28 +82,57 @@ class FixedReconstruction:
         self.latent_dim = self.latent.shape[1]
 
 
-def _align(logits, y, start, spike_limit, n_iter=4, smoothing=0.0):
+def _align(logits, y, start, spike_limit, n_iter=4, smoothing=0.0, max_shift=None):
     """Offsets from ``start`` by Gauss-Newton, spikes found and left out.
 
     ``spike_limit`` is the pair (limit of the spike statistic, per-channel
     Poisson tail probability) of :func:`scoring.find_spikes`; ``smoothing``
     that of the weights (see :func:`hyperspy_vae.nn.alignment.offset_weights`).
+    A spike drags the offset fitted with it (towards where the shape's
+    slope puts it), so a spectrum with spikes is fitted again from
+    ``start``, the spikes left out; when ``start`` came from the coarse
+    search (``max_shift``, channels), so does the new start, the spike
+    channels replaced by the counts expected there. The spikes are then
+    found again at the new offset (those found at a wrong one may include
+    channels of a misfitted edge).
     """
     import torch
 
-    from .nn.alignment import fit_offsets
+    from .nn.alignment import coarse_offsets, fit_offsets
+
+    def spikes_at(counts, expected):
+        residual = (counts - expected) / torch.sqrt(expected.clamp_min(1e-12))
+        return scoring.find_spikes(
+            residual, spike_limit[0], counts, expected, alpha=spike_limit[1]
+        )
 
     offset, expected, tangent = fit_offsets(
         logits, y, start, n_iter, smoothing=smoothing
     )
-    residual = (y - expected) / torch.sqrt(expected.clamp_min(1e-12))
-    spikes = scoring.find_spikes(
-        residual, spike_limit[0], y, expected, alpha=spike_limit[1]
+    spikes = spikes_at(y, expected)
+    hit = spikes.any(-1)
+    if not bool(hit.any()):
+        return offset, expected, tangent, spikes
+    y_hit, logits_hit, struck = y[hit], logits[hit], spikes[hit]
+    begin = start[hit]
+    if max_shift is not None:
+        filled = torch.where(struck, expected[hit], y_hit)
+        begin = coarse_offsets(filled, logits_hit, max_shift)
+    found = fit_offsets(
+        logits_hit, y_hit, begin, n_iter, weight=(~struck).float(), smoothing=smoothing
     )
-    if bool(spikes.any()):
-        offset, expected, tangent = fit_offsets(
-            logits, y, offset, 2, weight=(~spikes).float(), smoothing=smoothing
-        )
+    struck = spikes_at(y_hit, found[1])
+    found = fit_offsets(
+        logits_hit, y_hit, found[0], 2, weight=(~struck).float(), smoothing=smoothing
+    )
+    offset, expected, tangent, spikes = (
+        offset.clone(),
+        expected.clone(),
+        tangent.clone(),
+        spikes.clone(),
+    )
+    offset[hit], expected[hit], tangent[hit] = found
+    spikes[hit] = struck
     return offset, expected, tangent, spikes
 
 
@@ -162,11 +191,16 @@ _REFINING_STEPS = 2
 SMOOTHING_SAMPLE = 4096
 
 
-def _fitted_offsets(logits, y, start, spike_limit, correlation, smoothing):
-    """Offsets and their errors of a batch (see :func:`_offsets_pass`)."""
+def _fitted_offsets(logits, y, start, spike_limit, correlation, smoothing, max_shift):
+    """Offsets and their errors of a batch (see :func:`_offsets_pass`).
+
+    ``start`` is the coarse search's (within ``max_shift`` channels).
+    """
     from .nn.alignment import fit_offsets
 
-    offset, expected, tangent, spikes = _align(logits, y, start, spike_limit)
+    offset, expected, tangent, spikes = _align(
+        logits, y, start, spike_limit, max_shift=max_shift
+    )
     if smoothing > 0:
         # From the unsmoothed offsets (a fraction of a channel away), the
         # same spikes left out.
@@ -213,7 +247,7 @@ def _smoothing_choice(
         start = coarse_offsets(y, logits, cube.max_shift)
         for k, smoothing in enumerate(smoothings):
             offsets[k, part], _ = _fitted_offsets(
-                logits, y, start, spike_limit, correlation, smoothing
+                logits, y, start, spike_limit, correlation, smoothing, cube.max_shift
             )
     chosen, _ = scoring.least_scattered(offsets, map_shape, sample)
     return smoothings[chosen]
@@ -242,7 +276,7 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation, smo
         y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
         start = coarse_offsets(y, logits, cube.max_shift)
         out["offset"][part], out["offset_error"][part] = _fitted_offsets(
-            logits, y, start, spike_limit, correlation, smoothing
+            logits, y, start, spike_limit, correlation, smoothing, cube.max_shift
         )
         out["latent_mean"][part] = mean.cpu().numpy()
         out["latent_log_var"][part] = log_var.cpu().numpy()
