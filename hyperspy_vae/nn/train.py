@@ -129,10 +129,6 @@ def output_blur(dispersion):
     return max(FINEST_FEATURE_EV, d) / d
 
 
-#: Extra blur (channels) of the decoder's logits tried after training (see
-#: :func:`choose_output_blur`): a white line at 0.25 eV per channel spans
-#: 4 to 8 channels, so 2 more still keeps its shape.
-EXTRA_OUTPUT_BLURS = (1.0, 2.0)
 #: Training goes on (with a halved learning rate) while the held-out
 #: deviance exceeds what a perfect model would score by more than this
 #: fraction: at high counts the model's misfit, not the noise, would
@@ -242,62 +238,6 @@ def _validation_loss(model, cube, index, settings, device, offsets):
     from the model's own expected counts: where the first stays well above
     it, the model still misses structure that the counts resolve.
     """
-    deviance, floor = _validation_deviances(
-        model, cube, index, settings, device, offsets
-    )
-    return (
-        float(deviance[_kept(deviance, settings.trim_fraction)].mean()),
-        float(floor[_kept(floor, settings.trim_fraction)].mean()),
-    )
-
-
-def choose_output_blur(model, cube, index, settings, device, offsets):
-    """Set the decoder's output blur that predicts the held-out pixels best.
-
-    Learned from few spectra, the reconstruction comes out sharper than the
-    spectra it models: each training pixel's offset is fitted to it, and
-    aligning noisy spectra on a template sharpens the template. The
-    offsets fitted on a sharpened template then scatter wider than their
-    stated error and take up less of a shift (a 100-pixel line scan, tuning
-    seed 8: 0.44 channel about the neighbours' against 0.25 on the true
-    spectra, a 2.06-channel shift measured as 1.36). Blurring the logits by
-    1 or 2 channels more (a Gaussian, composed with the one the model
-    already has) is kept where it lowers the held-out deviance of the
-    pixels the model did not learn from by more than
-    :data:`hyperspy_vae.scoring.AGREEMENT_LIMIT` standard errors of the
-    paired difference (the held-out fit decides, not the detections); most
-    maps keep the blur they have.
-
-    Returns
-    -------
-    float
-        The output blur set on ``model``, in channels.
-    """
-    from ..scoring import AGREEMENT_LIMIT
-
-    base = float(model.output_blur)
-    reference, _ = _validation_deviances(model, cube, index, settings, device, offsets)
-    kept = _kept(reference, settings.trim_fraction)
-    best, chosen = 0.0, base
-    for extra in EXTRA_OUTPUT_BLURS:
-        blur = math.sqrt(base**2 + extra**2)
-        model.output_blur.fill_(blur)
-        deviance, _ = _validation_deviances(
-            model, cube, index, settings, device, offsets
-        )
-        difference = (deviance - reference)[kept].double()
-        if difference.numel() < 2:
-            break
-        mean = float(difference.mean())
-        error = float(difference.std()) / math.sqrt(difference.numel())
-        if mean < best and mean < -AGREEMENT_LIMIT * error:
-            best, chosen = mean, blur
-    model.output_blur.fill_(chosen)
-    return chosen
-
-
-def _validation_deviances(model, cube, index, settings, device, offsets):
-    """Held-out deviance of each pixel, and of counts drawn from the model."""
     model.eval()
     deviances, floors = [], []
     with torch.no_grad():
@@ -315,7 +255,11 @@ def _validation_deviances(model, cube, index, settings, device, offsets):
             expected = counts.sum(-1, keepdim=True) * torch.softmax(aligned, -1)
             floors.append(multinomial_deviance(aligned, torch.poisson(expected)))
     model.train()
-    return torch.cat(deviances), torch.cat(floors)
+    deviance, floor = torch.cat(deviances), torch.cat(floors)
+    return (
+        float(deviance[_kept(deviance, settings.trim_fraction)].mean()),
+        float(floor[_kept(floor, settings.trim_fraction)].mean()),
+    )
 
 
 def _data_statistics(cube, index, rng, n_sample=2048):
@@ -513,9 +457,6 @@ def fit(
         model.load_state_dict(best[1])
     else:
         model.load_state_dict(good_state)
-    history["output_blur"] = choose_output_blur(
-        model, cube, val_index, settings, device, offsets
-    )
     model.eval()
     return model, history
 
