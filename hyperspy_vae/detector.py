@@ -125,12 +125,7 @@ def _align(logits, y, start, spike_limit, n_iter=4, smoothing=0.0, max_shift=Non
     found = fit_offsets(
         logits_hit, y_hit, found[0], 2, weight=(~struck).float(), smoothing=smoothing
     )
-    offset, expected, tangent, spikes = (
-        offset.clone(),
-        expected.clone(),
-        tangent.clone(),
-        spikes.clone(),
-    )
+    # Fresh tensors from fit_offsets and find_spikes: set in place.
     offset[hit], expected[hit], tangent[hit] = found
     spikes[hit] = struck
     return offset, expected, tangent, spikes
