@@ -203,6 +203,87 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     assert (choice[16:38, 56:] != 0).all()  # the phase region: its own side
 
 
+def test_a_curved_offset_field_is_followed_in_two_dimensions():
+    # A model's offsets carry a smooth field of its own that curves along
+    # and across the rows (here 10 offset errors high): a row's straight
+    # line misses it, and so does a window's median (the median of a curved
+    # field is not its centre's value). The quadratic surface through the
+    # pixel's surroundings follows it, and a cluster of shifted pixels still
+    # stands out.
+    rng = np.random.default_rng(11)
+    shape = (1, 64, 64)
+    rows, cols = np.mgrid[:64, :64]
+    field = 0.5 * np.sin(cols / 9.0) * np.cos(rows / 11.0)
+    offsets = field + rng.normal(0.0, 0.05, shape[1:])
+    offsets[30:33, 40:43] += 0.4  # a cluster shifted by 8 errors
+    cluster = np.zeros(shape[1:], dtype=bool)
+    cluster[30:33, 40:43] = True
+    errors = np.full(offsets.size, 0.05)
+    latent = rng.normal(0.0, 1.0, (offsets.size, 2))  # one kind of pixel
+    window = scoring.run_window(64)
+    z = {}
+    for name, kind in (("line", None), ("surface", latent)):
+        refs, errs, step, _ = scoring.offset_references(
+            offsets.ravel(), errors, shape, window, kind
+        )
+        z[name] = (offsets.ravel() - refs[0]) / np.sqrt(errors**2 + errs[0] ** 2)
+        z[name] = np.where(step == 0, z[name], np.nan).reshape(shape[1:])
+    # Where fewer than half of the surroundings exist (the map's corners)
+    # the line stands in.
+    surface, _ = scoring.surrounding_reference(
+        offsets.ravel(), errors, latent, shape, guard=2
+    )
+    normal = (
+        ~cluster & np.isfinite(surface).reshape(shape[1:]) & np.isfinite(z["surface"])
+    )
+    assert np.nanstd(z["line"][~cluster]) > 1.5  # the line misses the field
+    assert 0.9 < np.std(z["surface"][normal]) < 1.15
+    assert np.abs(z["surface"][normal]).max() < 5
+    assert np.nanmin(z["surface"][cluster]) > 5
+
+
+def test_a_curved_offset_field_is_no_step_but_a_drift_step_is():
+    # Many counts: two sides of a row that differ by the field's curvature
+    # alone differ by many of their errors. Judged without the field, they
+    # agree; a drift step in a row is still one.
+    rng = np.random.default_rng(11)
+    shape = (1, 64, 64)
+    rows, cols = np.mgrid[:64, :64]
+    offsets = 0.5 * np.sin(cols / 9.0) * np.cos(rows / 11.0)
+    offsets = offsets + rng.normal(0.0, 0.05, shape[1:])
+    offsets[20, 30:] += 2.0  # the drift jumps while row 20 is scanned
+    offsets[21:] += 2.0
+    errors = np.full(offsets.size, 0.05)
+    latent = rng.normal(0.0, 1.0, (offsets.size, 2))
+    window = scoring.run_window(64)
+    away = np.ones(shape[1:], dtype=bool)
+    away[19:22] = False
+    marked = {}
+    for name, kind in (("line", None), ("surface", latent)):
+        _, _, step, _ = scoring.offset_references(
+            offsets.ravel(), errors, shape, window, kind
+        )
+        marked[name] = (step > 0).reshape(shape[1:])
+        assert marked[name][20, 28:33].all()  # beside the drift step
+    assert marked["line"][away].mean() > 0.5
+    assert marked["surface"][away].mean() < 0.15
+
+
+def test_surroundings_in_bands_of_rows_equal_the_whole_map(monkeypatch):
+    rng = np.random.default_rng(1)
+    shape = (2, 40, 30)
+    offsets = rng.normal(0.0, 0.1, shape).ravel()
+    errors = np.full(offsets.size, 0.1)
+    latent = rng.normal(0.0, 1.0, (offsets.size, 3))
+    latent[:, 0] += 20.0 * np.tile(np.repeat(np.arange(40) > 20, 30), 2)  # phases
+    whole = scoring.surrounding_reference(offsets, errors, latent, shape, guard=2)
+    monkeypatch.setattr(scoring, "SURROUNDINGS_BAND_PIXELS", 200)  # 3 rows a band
+    banded = scoring.surrounding_reference(offsets, errors, latent, shape, guard=2)
+    for a, b in zip(whole, banded, strict=True):
+        np.testing.assert_allclose(a, b, equal_nan=True)
+    assert 0.05 < np.isnan(whole[0]).mean() < 0.5  # none beside the boundary
+
+
 def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
     # Two fits' scores share the noise of the data (sd 1) and each adds its
     # own (sd 0.5): each spreads 1.12, their average 1.06. Standardised each
