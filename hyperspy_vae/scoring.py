@@ -682,8 +682,8 @@ def _local_quadratic(offsets, values, weights, rounds=4, scale=None):
     iteratively reweighted least squares with Tukey's biweight on the
     residuals in units of their error, scaled by their robust spread when
     that exceeds 1 (the surface does not follow everything: the rest counts
-    as noise). Started from the weighted median (a constant), so a cluster
-    of shifted pixels among the surroundings starts out downweighted.
+    as noise). Started from the median (a constant), so a cluster of
+    shifted pixels among the surroundings starts out downweighted.
 
     Parameters
     ----------
@@ -758,8 +758,9 @@ def _same_kind(scaled, positions, map_shape, limit):
     and jump at a phase boundary. Each coordinate (in noise units) gets a
     robust quadratic surface through the surroundings (see
     :func:`_local_quadratic`), and a surrounding pixel is of the pixel's kind
-    where its departure from that surface lies within ``limit`` of the
-    pixel's own: a smooth field leaves both departures at the noise, a
+    where its departure from that surface lies within ``limit`` (three
+    noise units per informative coordinate) of the pixel's own: a smooth
+    field leaves both departures at the noise, a
     boundary puts the pixels beyond it to one side of the surface (which
     follows the majority) and the pixel with its own side.
 
@@ -815,9 +816,8 @@ def surrounding_reference(
     from their own rows' lines of the pixels in a :data:`RING_SIZE` window
     around the pixel, less a central guard (the pixels whose encoder patches
     share spectra with the pixel's, and a cluster of shifted pixels around
-    it), of the pixel's kind: those whose latent point lies within
-    :data:`BOUNDARY_DEPARTURE` noise units per informative coordinate of the
-    pixel's (a second phase is not mixed in). The surface, not the window's
+    it), of the pixel's kind (see :func:`_same_kind`: a second phase is not
+    mixed in). The surface, not the window's
     median, because the median of a curved field is not its value at the
     centre: where the offsets' errors are small (many counts) that bias
     exceeds them. The error is the surface's at the pixel, widened by the
