@@ -82,9 +82,9 @@ def captured_run(case, seed):
     captured, scored = [], []
     references, shift = scoring.offset_references, scoring.context_shift
 
-    def recording(offset, offset_error, *args, **kwargs):
+    def recording(offset, offset_error, map_shape, window):
         captured.append((np.array(offset), np.array(offset_error)))
-        return references(offset, offset_error, *args, **kwargs)
+        return references(offset, offset_error, map_shape, window)
 
     def scoring_pixels(side_scores, *args):
         # The statistics of the pixels a model does not score are NaN.

@@ -558,12 +558,7 @@ def _score_pair(models, cube, sets, context, device, batch_size, rng, window):
             first = _offsets_pass(*passes, correlation, smoothing)
         offset = first["offset"] - (0.0 if known is None else known)
         references, errors, step, mixed = scoring.offset_references(
-            offset,
-            first["offset_error"],
-            map_shape,
-            window,
-            first["latent_mean"],
-            guard=cube.patch_size - 1,
+            offset, first["offset_error"], map_shape, window
         )
         choice = scoring.candidate_choice(
             first["latent_mean"],

@@ -656,274 +656,14 @@ def _narrow_in_columns(offset, profile, short_level, long_level, map_shape, wind
     return (count < (window + 1) // 2).ravel()
 
 
-#: Width of the square window of a pixel's two-dimensional reference (see
-#: :func:`surrounding_reference`): with a guard of 2 its ring holds 200
-#: pixels, and the quadratic surface's own variance at the pixel is 2.4 % of
-#: one pixel's (13 x 13: 3.6 %, 11 x 11: 6.5 %); a wider window needs more
-#: than a quadratic to follow the offsets' field (it varies over some 16
-#: pixels on 64 x 64 maps, ``benchmarks/offset_field.py``).
-RING_SIZE = 15
-
-
-#: Pixels whose surroundings :func:`surrounding_reference` holds at once
-#: (a band of rows): 224 values of 8 bytes each, some 30 MB per array.
-SURROUNDINGS_BAND_PIXELS = 16384
-
-#: Tukey's biweight constant: 95 % efficiency at the normal.
-BIWEIGHT_C = 4.685
-
-
-def _local_quadratic(offsets, values, weights, rounds=4, scale=None):
-    """Robust weighted quadratic surface through each pixel's surroundings.
-
-    For each pixel, ``values[k]`` at the position ``offsets[k]`` (rows,
-    columns from the pixel) with inverse-variance ``weights[k]`` (0: left
-    out) are fitted by ``a + b r + c s + d r**2 + e r s + f s**2``, by
-    iteratively reweighted least squares with Tukey's biweight on the
-    residuals in units of their error, scaled by their robust spread when
-    that exceeds 1 (the surface does not follow everything: the rest counts
-    as noise). Started from the median (a constant), so a cluster of
-    shifted pixels among the surroundings starts out downweighted.
-
-    Parameters
-    ----------
-    offsets : numpy.ndarray
-        ``(n_positions, 2)`` integer positions.
-    values, weights : numpy.ndarray
-        ``(n_positions, n_pixels)``.
-    rounds : int, default 4
-        Reweighting rounds.
-    scale : float, optional
-        The residuals' spread in units of their error for the biweight, in
-        place of the robust estimate: with 1, pixels that depart by more
-        than :data:`BIWEIGHT_C` errors (another phase) never count, however
-        many there are.
-
-    Returns
-    -------
-    value, variance : numpy.ndarray
-        ``(n_pixels,)``: the surface at the pixel and its variance, the
-        inverse information of the intercept times the dispersion (the
-        robust spread of the standardised residuals squared, at least 1).
-    beta : numpy.ndarray
-        ``(n_pixels, 6)``: the surface's coefficients.
-    dispersion : numpy.ndarray
-        ``(n_pixels,)``: that squared spread (at least 1).
-    """
-    design = _quadratic_design(offsets)
-    outer = (design[:, :, None] * design[:, None, :]).reshape(-1, 36)
-    known = weights > 0
-    masked = np.where(known, values, np.nan)
-    value = nanmedian_last(masked.T)
-    residual = values - value
-    n = values.shape[1]
-    variance = np.full(n, np.nan)
-    spread = np.full(n, 1.0 if scale is None else float(scale))
-    for _ in range(rounds):
-        u = residual * np.sqrt(weights)
-        if scale is None:
-            spread = np.maximum(
-                1.4826 * nanmedian_last(np.where(known, np.abs(u), np.nan).T), 1.0
-            )
-        t = u / (BIWEIGHT_C * spread)
-        w = weights * np.where(np.abs(t) < 1, (1 - t**2) ** 2, 0.0)
-        # Normal equations, one 6 x 6 system per pixel.
-        a = (w.T @ outer).reshape(n, 6, 6)
-        b = (w * values).T @ design
-        # A pixel without surroundings has a = 0: its (unused) surface is 0.
-        ridge = 1e-9 * np.trace(a, axis1=1, axis2=2) + 1e-300
-        inverse = np.linalg.inv(a + np.eye(6) * ridge[:, None, None])
-        beta = np.einsum("pij,pj->pi", inverse, b)
-        value = beta[:, 0]
-        variance = inverse[:, 0, 0] * spread**2
-        residual = values - design @ beta.T
-    return value, variance, beta, spread**2
-
-
-def _ring_stack(image, positions):
-    """``(n_positions, n_pixels)``: each pixel's value at each position (NaN off the map)."""
-    n_maps, rows, cols = image.shape
-    out = np.full((len(positions), n_maps, rows, cols), np.nan)
-    for k, (dr, dc) in enumerate(positions):
-        r0, r1 = max(0, -dr), min(rows, rows - dr)
-        c0, c1 = max(0, -dc), min(cols, cols - dc)
-        out[k, :, r0:r1, c0:c1] = image[:, r0 + dr : r1 + dr, c0 + dc : c1 + dc]
-    return out.reshape(len(positions), -1)
-
-
-def _same_kind(scaled, positions, map_shape, limit):
-    """Which of each pixel's surroundings are of its kind, told by the latent points.
-
-    The latent points follow the map's smooth fields (thickness, composition)
-    and jump at a phase boundary. Each coordinate (in noise units) gets a
-    robust quadratic surface through the surroundings (see
-    :func:`_local_quadratic`), and a surrounding pixel is of the pixel's kind
-    where its departure from that surface lies within ``limit`` (three
-    noise units per informative coordinate) of the pixel's own: a smooth
-    field leaves both departures at the noise, a
-    boundary puts the pixels beyond it to one side of the surface (which
-    follows the majority) and the pixel with its own side.
-
-    Parameters
-    ----------
-    scaled : numpy.ndarray
-        ``(n_pixels, dims)`` latent points in noise units.
-    positions : numpy.ndarray
-        ``(n_positions, 2)``.
-    map_shape : tuple of int
-        ``(n_maps, rows, columns)``.
-    limit : float
-        Largest distance between the departures.
-
-    Returns
-    -------
-    numpy.ndarray of bool
-        ``(n_positions, n_pixels)``.
-    """
-    squared = 0.0
-    design = _quadratic_design(positions)
-    for j in range(scaled.shape[1]):
-        around = _ring_stack(scaled[:, j].reshape(map_shape), positions)
-        known = np.isfinite(around)
-        _, _, beta, _ = _local_quadratic(
-            positions, np.nan_to_num(around), known.astype(np.float64)
-        )
-        departure = around - design @ beta.T
-        squared = squared + (departure - (scaled[:, j] - beta[:, 0])) ** 2
-    with np.errstate(invalid="ignore"):
-        return np.sqrt(squared) < limit
-
-
-def _quadratic_design(positions):
-    """``(n_positions, 6)``: 1, r, c, r**2, r c, c**2 at each position."""
-    r = positions[:, 0].astype(np.float64)
-    c = positions[:, 1].astype(np.float64)
-    return np.stack([np.ones_like(r), r, c, r**2, r * c, c**2], axis=1)
-
-
-def surrounding_reference(
-    offset, offset_error, latent, map_shape, guard, min_fraction=0.5, scale=None
-):
-    """Where a pixel's spectrum should sit, judged from its surroundings in 2-D.
-
-    Each network places the edges at an energy that depends a little on the
-    latent point, and the latent points follow the map's smooth fields
-    (thickness, composition): one model's offsets carry a smooth field over
-    the map of its own. A row's straight line follows it only where it is
-    linear along the row. Here the reference is the row's robust line (see
-    :func:`row_trends`; it carries the drift of that row) plus a robust
-    quadratic surface (see :func:`_local_quadratic`) through the departures
-    from their own rows' lines of the pixels in a :data:`RING_SIZE` window
-    around the pixel, less a central guard (the pixels whose encoder patches
-    share spectra with the pixel's, and a cluster of shifted pixels around
-    it), of the pixel's kind (see :func:`_same_kind`: a second phase is not
-    mixed in). The surface, not the window's
-    median, because the median of a curved field is not its value at the
-    centre: where the offsets' errors are small (many counts) that bias
-    exceeds them. The error is the surface's at the pixel, widened by the
-    departures' scatter about it where that exceeds their errors (a field
-    the surface does not follow). Where fewer than half the window's ring is
-    of the pixel's kind (near a boundary), or the map is narrower than the
-    window, there is no such reference (NaN).
-
-    Parameters
-    ----------
-    offset, offset_error : numpy.ndarray
-        ``(n_pixels,)`` fitted offsets and their standard errors.
-    latent : numpy.ndarray or None
-        ``(n_pixels, latent_dim)`` latent points; None: every surrounding
-        pixel counts (the biweight follows the majority).
-    map_shape : tuple of int
-        ``(n_maps, rows, columns)``.
-    guard : int
-        Pixels on each side of the pixel left out (``patch_size - 1``).
-    min_fraction : float, default 0.5
-        Fraction of the window's ring that must be of the pixel's kind.
-    scale : float, optional
-        Passed to :func:`_local_quadratic`.
-
-    Returns
-    -------
-    reference, error : numpy.ndarray
-        ``(n_pixels,)`` each; NaN where there is no reference.
-    """
-    n_maps, rows, cols = map_shape
-    n = offset.size
-    half = RING_SIZE // 2
-    if rows < RING_SIZE or cols < RING_SIZE or guard >= half:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    reference = np.full(map_shape, np.nan)
-    error = np.full(map_shape, np.nan)
-    trend = row_trends(offset, map_shape)
-    departure = (offset - trend).reshape(map_shape)
-    scaled, limit = np.zeros((*map_shape, 0)), 0.0
-    if latent is not None:
-        latent = np.asarray(latent, dtype=np.float64)
-        dims = latent.shape[1]
-        difference = np.diff(latent.reshape(-1, cols, dims), axis=1)
-        noise = np.maximum(
-            1.4826 * np.median(np.abs(difference.reshape(-1, dims)), axis=0) / 2**0.5,
-            1e-9,
-        )
-        informative = latent.std(axis=0) > 2 * noise
-        scaled = latent[:, informative] / noise[informative]
-        scaled = scaled.reshape(*map_shape, -1)
-        limit = BOUNDARY_DEPARTURE * np.sqrt(max(int(informative.sum()), 1))
-    positions = np.array(
-        [
-            (dr, dc)
-            for dr in range(-half, half + 1)
-            for dc in range(-half, half + 1)
-            if max(abs(dr), abs(dc)) > guard
-        ]
-    )
-    inverse_variance = 1.0 / np.maximum(offset_error, 1e-12).reshape(map_shape) ** 2
-    # In bands of rows (with the window's half above and below), so that the
-    # surroundings of a large map never sit in memory at once.
-    band = max(1, SURROUNDINGS_BAND_PIXELS // (n_maps * cols))
-    for start in range(0, rows, band):
-        stop = min(rows, start + band)
-        lo, hi = max(0, start - half), min(rows, stop + half)
-        shape = (n_maps, hi - lo, cols)
-        values = _ring_stack(departure[:, lo:hi], positions)
-        weights = _ring_stack(inverse_variance[:, lo:hi], positions)
-        weights[~np.isfinite(values)] = 0.0
-        weights = np.nan_to_num(weights)
-        if scaled.shape[-1]:
-            kind = scaled[:, lo:hi].reshape(-1, scaled.shape[-1])
-            weights[~_same_kind(kind, positions, shape, limit)] = 0.0
-        count = (weights > 0).sum(axis=0)
-        fitted, variance, _, dispersion = _local_quadratic(
-            positions, np.nan_to_num(values), weights, scale=scale
-        )
-        # The pixel is one more draw of what its surroundings scatter by:
-        # where they scatter wider than their errors about the surface, so
-        # is its own offset expected to.
-        own = offset_error.reshape(map_shape)[:, lo:hi].ravel() ** 2
-        variance = variance + (dispersion - 1.0) * own
-        enough = count >= min_fraction * positions.shape[0]
-        inner = (slice(None), slice(start - lo, stop - lo))
-        reference[:, start:stop] = np.where(enough, fitted, np.nan).reshape(shape)[
-            inner
-        ]
-        error[:, start:stop] = np.where(enough, np.sqrt(variance), np.nan).reshape(
-            shape
-        )[inner]
-    reference = trend + reference.ravel()
-    error = error.ravel()
-    return reference, error
-
-
-def offset_references(offset, offset_error, map_shape, window, latent=None, guard=2):
+def offset_references(offset, offset_error, map_shape, window):
     """Where each pixel's spectrum should sit, judged from its neighbours.
 
     Five candidate references per pixel:
 
     0. *line*: a robust straight line through the ``window`` pixels on each
        side in its scan row (see :func:`_row_lines`): a linear drift or
-       composition trend cancels, at the ends of a row too; with ``latent``,
-       where no step is marked, the pixel's surroundings in two dimensions
-       instead (see :func:`surrounding_reference`), where they exist;
+       composition trend cancels, at the ends of a row too;
     1, 2. *left*, *right*: the median of the row's pixels on one side only;
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
@@ -939,12 +679,7 @@ def offset_references(offset, offset_error, map_shape, window, latent=None, guar
     where the drift did not jump while the row was scanned (see
     :func:`_quiet_rows`) and few pixels above and below sit at the short
     side's level (see :func:`_narrow_in_columns`): a cluster of shifted
-    pixels fills the short side. With ``latent``, where the pixel's kind has
-    surroundings, steps are told from the offsets less their smooth field
-    (a surface through every surrounding pixel that leaves out those more
-    than :data:`BIWEIGHT_C` errors away): at many counts the field's
-    curvature alone made the sides of more than half the pixels of clean
-    64 x 64 maps disagree. Which candidate a pixel
+    pixels fills the short side. Which candidate a pixel
     is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
@@ -956,13 +691,6 @@ def offset_references(offset, offset_error, map_shape, window, latent=None, guar
         ``(n_maps, rows, columns)``.
     window : int
         Pixels on each side in a row (see :func:`run_window`).
-    latent : numpy.ndarray, optional
-        ``(n_pixels, latent_dim)`` latent points, for the two-dimensional
-        reference; without, the line alone.
-    guard : int, default 2
-        Pixels on each side left out of the two-dimensional reference
-        (``patch_size - 1``: those whose encoder patches share spectra with
-        the pixel's).
 
     Returns
     -------
@@ -977,57 +705,6 @@ def offset_references(offset, offset_error, map_shape, window, latent=None, guar
         of its :data:`BOUNDARY_RUN` pixels beside the pixel by more than
         :data:`AGREEMENT_LIMIT` standard errors (beyond the trend): the side
         reaches across a boundary or a step.
-    """
-    refs, errs, step, end, mixed = _row_candidates(
-        offset, offset_error, map_shape, window
-    )
-    if latent is not None:
-        # Where no step or boundary is near, the surroundings of the pixel's
-        # kind in two dimensions stand for the line.
-        around, around_error = surrounding_reference(
-            offset, offset_error, latent, map_shape, guard
-        )
-        has = np.isfinite(around)
-        if has.any():
-            # Where counts are many, two sides that differ by the curvature
-            # of the offsets' smooth field alone differ by many of their
-            # errors: where the pixel's kind has surroundings, steps are
-            # told from the offsets less that field (the surface through
-            # every surrounding pixel, those departing by more than
-            # BIWEIGHT_C errors left out: a drift step within one row stays).
-            field, _ = surrounding_reference(
-                offset,
-                offset_error,
-                None,
-                map_shape,
-                guard,
-                min_fraction=0.0,
-                scale=1.0,
-            )
-            field = np.nan_to_num(field - row_trends(offset, map_shape))
-            _, _, flat_step, flat_end, _ = _row_candidates(
-                offset - field, offset_error, map_shape, window
-            )
-            step = np.where(has, flat_step, step)
-            end = np.where(has, flat_end, end)
-        use = ~step & has
-        refs[0] = np.where(use, around, refs[0])
-        errs[0] = np.where(use, around_error, errs[0])
-    return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
-
-
-def _row_candidates(offset, offset_error, map_shape, window):
-    """The row's candidate references and the steps (see :func:`offset_references`).
-
-    Returns
-    -------
-    refs, errs : numpy.ndarray
-        ``(5, n_pixels)``.
-    step, end : numpy.ndarray of bool
-        ``(n_pixels,)``: a step beside the pixel; a side of fewer than two
-        pixels.
-    mixed : numpy.ndarray of bool
-        ``(2, n_pixels)``.
     """
     n = offset.size
     refs = np.full((5, n), np.nan)
@@ -1139,7 +816,7 @@ def _row_candidates(offset, offset_error, map_shape, window):
     # no reference of the pixel's kind: every candidate, the rows above and
     # below too.
     end = (n_left < 2) | (n_right < 2)
-    return refs, errs, step, end, mixed
+    return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
 
 
 #: A pixel sits beside a phase boundary when its latent point is closer to
