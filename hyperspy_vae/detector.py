@@ -186,16 +186,24 @@ _REFINING_STEPS = 2
 SMOOTHING_SAMPLE = 4096
 
 
-def _fitted_offsets(logits, y, start, spike_limit, correlation, smoothing, max_shift):
+def _coarse_aligned(logits, y, spike_limit, max_shift):
+    """:func:`_align` of a batch from the coarse search within ``max_shift`` channels."""
+    from .nn.alignment import coarse_offsets
+
+    start = coarse_offsets(y, logits, max_shift)
+    return _align(logits, y, start, spike_limit, max_shift=max_shift)
+
+
+def _fitted_offsets(logits, y, aligned, correlation, smoothing):
     """Offsets and their errors of a batch (see :func:`_offsets_pass`).
 
-    ``start`` is the coarse search's (within ``max_shift`` channels).
+    ``aligned`` is :func:`_coarse_aligned`'s (unsmoothed) result, which the
+    smoothed weights refine; it is not modified, so one alignment serves
+    every smoothing.
     """
     from .nn.alignment import fit_offsets
 
-    offset, expected, tangent, spikes = _align(
-        logits, y, start, spike_limit, max_shift=max_shift
-    )
+    offset, expected, tangent, spikes = aligned
     if smoothing > 0:
         # From the unsmoothed offsets (a fraction of a channel away), the
         # same spikes left out.
@@ -224,7 +232,6 @@ def _smoothing_choice(
     rows evenly spaced); the one whose offsets scatter least about their
     rows' lines is kept (see :func:`scoring.least_scattered`).
     """
-    from .nn.alignment import coarse_offsets
     from .nn.train import to_device
 
     smoothings = scoring.OFFSET_SMOOTHINGS
@@ -239,10 +246,10 @@ def _smoothing_choice(
     offsets = np.full((len(smoothings), cube.n_pixels), np.nan)
     for part, counts, _, _, logits in _batches(model, cube, index, device, batch_size):
         y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
-        start = coarse_offsets(y, logits, cube.max_shift)
+        aligned = _coarse_aligned(logits, y, spike_limit, cube.max_shift)
         for k, smoothing in enumerate(smoothings):
             offsets[k, part], _ = _fitted_offsets(
-                logits, y, start, spike_limit, correlation, smoothing, cube.max_shift
+                logits, y, aligned, correlation, smoothing
             )
     chosen, _ = scoring.least_scattered(offsets, map_shape, sample)
     return smoothings[chosen]
@@ -254,7 +261,6 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation, smo
     The offsets are roots of the estimating equation with weights smoothed
     by ``smoothing`` channels (see :func:`_smoothing_choice`).
     """
-    from .nn.alignment import coarse_offsets
     from .nn.train import to_device
 
     n = cube.n_pixels
@@ -269,9 +275,9 @@ def _offsets_pass(model, cube, device, batch_size, spike_limit, correlation, smo
         model, cube, None, device, batch_size
     ):
         y = to_device(np.ascontiguousarray(counts, dtype=np.float32), device)
-        start = coarse_offsets(y, logits, cube.max_shift)
+        aligned = _coarse_aligned(logits, y, spike_limit, cube.max_shift)
         out["offset"][part], out["offset_error"][part] = _fitted_offsets(
-            logits, y, start, spike_limit, correlation, smoothing, cube.max_shift
+            logits, y, aligned, correlation, smoothing
         )
         out["latent_mean"][part] = mean.cpu().numpy()
         out["latent_log_var"][part] = log_var.cpu().numpy()
