@@ -676,9 +676,7 @@ def offset_references(offset, offset_error, map_shape, window):
 
     0. *line*: the median of the ``window`` pixels on each side in its
        scan row (see :func:`_row_lines`); a robust straight line through
-       them tells a step between the sides from a trend, and is the
-       candidate instead where it predicts the offsets clearly better (see
-       :func:`_line_predicts_better`) and at a row's end beside a step;
+       them tells a step between the sides from a trend;
     1, 2. *left*, *right*: the median of the row's pixels on one side only;
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
