@@ -9,8 +9,8 @@ residual is ``r = (y - m) / sqrt(m)``. The scores:
 * ``shift``: the pixel's energy offset against the offset its neighbours
   predict, as a signed likelihood-ratio root (:func:`context_shift`). Drift
   moves a whole stretch of a scan row alike, a second phase a whole region;
-  a chemical shift moves one pixel or a small cluster. The prediction is the
-  median of the row neighbours' offsets (:func:`offset_references`);
+  a chemical shift moves one pixel or a small cluster. The prediction is a
+  robust line through the row neighbours' offsets (:func:`offset_references`);
   beside a phase boundary, recognised from the latent points
   (:func:`candidate_choice`), the pixel's own side; beside a drift step (the
   sides' offsets disagree but their latent points do not), the most lenient
@@ -437,20 +437,19 @@ AGREEMENT_LIMIT = 2.0
 
 
 def _row_lines(values, errors, map_shape, window):
-    """Theil-Sen line and median of each pixel's row neighbours (itself left out).
+    """Theil-Sen line through each pixel's row neighbours (itself left out).
 
     For every pixel, the line through the values of the ``window`` pixels on
     each side in its row (fewer at a row's end; its own value left out),
-    evaluated at the pixel, and the median of those values. The errors use
-    the median error over the window.
+    evaluated at the pixel: a linear drift or composition trend cancels, at
+    the ends of a row too. The error uses the median error over the window.
 
     Returns
     -------
-    line, error, slope, level, level_error : numpy.ndarray
+    line, error, slope : numpy.ndarray
         ``(n_pixels,)`` each: the line's value at the pixel, its standard
         error (a least-squares line's, times ``sqrt(pi / 2)`` for the
-        medians), its slope per pixel, the neighbours' median and its
-        standard error.
+        medians) and its slope per pixel.
     """
     cols = map_shape[2]
     rows = np.asarray(values, dtype=np.float64).reshape(-1, cols)
@@ -469,8 +468,6 @@ def _row_lines(values, errors, map_shape, window):
     a, b = np.triu_indices(width, 1)
     line = np.full(rows.shape, np.nan)
     error = np.full(rows.shape, np.nan)
-    level = np.full(rows.shape, np.nan)
-    level_error = np.full(rows.shape, np.nan)
     slopes_out = np.zeros(rows.shape)
     for i in range(len(rows)):
         w = windows[i]  # (cols, width)
@@ -493,17 +490,7 @@ def _row_lines(values, errors, map_shape, window):
             )
             error[i] = np.where(n >= 2, np.sqrt(np.pi / 2 * variance), np.nan)
             line[i] = np.where(n >= 2, line[i], np.nan)
-            level[i] = np.where(n >= 2, nanmedian_last(w), np.nan)
-            level_error[i] = np.where(
-                n >= 2, sigma * np.sqrt(np.pi / 2 / np.maximum(n, 1)), np.nan
-            )
-    return (
-        line.ravel(),
-        error.ravel(),
-        slopes_out.ravel(),
-        level.ravel(),
-        level_error.ravel(),
-    )
+    return line.ravel(), error.ravel(), slopes_out.ravel()
 
 
 #: Rows above and below a pixel it may be compared with, beside a boundary
@@ -674,9 +661,9 @@ def offset_references(offset, offset_error, map_shape, window):
 
     Five candidate references per pixel:
 
-    0. *line*: the median of the ``window`` pixels on each side in its
-       scan row (see :func:`_row_lines`); a robust straight line through
-       them tells a step between the sides from a trend;
+    0. *line*: a robust straight line through the ``window`` pixels on each
+       side in its scan row (see :func:`_row_lines`): a linear drift or
+       composition trend cancels, at the ends of a row too;
     1, 2. *left*, *right*: the median of the row's pixels on one side only;
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
@@ -722,9 +709,7 @@ def offset_references(offset, offset_error, map_shape, window):
     n = offset.size
     refs = np.full((5, n), np.nan)
     errs = np.full((5, n), np.nan)
-    refs[0], errs[0], slope, level, level_error = _row_lines(
-        offset, offset_error, map_shape, window
-    )
+    refs[0], errs[0], slope = _row_lines(offset, offset_error, map_shape, window)
     left, right, n_left, n_right = one_sided_references(
         offset, map_shape, window, keep_short=True
     )
@@ -831,51 +816,7 @@ def offset_references(offset, offset_error, map_shape, window):
     # no reference of the pixel's kind: every candidate, the rows above and
     # below too.
     end = (n_left < 2) | (n_right < 2)
-    if not _line_predicts_better(
-        offset, offset_error, refs[0], errs[0], level, level_error
-    ):
-        # At a row's end beside a step the line stays: it may be the only
-        # candidate on the pixel's side (a drift step two pixels into a row:
-        # the window's median sits at the far side's level).
-        keep_line = step & end
-        refs[0] = np.where(keep_line, refs[0], level)
-        errs[0] = np.where(keep_line, errs[0], level_error)
     return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
-
-
-def _line_predicts_better(offset, offset_error, line, line_error, level, level_error):
-    """Whether the row lines predict the offsets clearly better than the medians.
-
-    Where no step is near, a pixel is compared with its row neighbours'
-    median by default, not with their line's value: a shifted cluster at a
-    row's end pulls the line's slope and, extrapolated to the end, its value
-    towards the cluster (tuning seed 4, excess noise 4: the offsets of
-    shifted pixels in the rows' last eight columns stood 0.85 noise units
-    nearer the line than their row's median), while a drift within one row
-    (a fraction of a second) is mostly far below the offsets' errors. The
-    line is taken where the offsets, standardised by their errors and the
-    reference's, spread about it clearly less than about the median (by
-    :data:`AGREEMENT_LIMIT` standard errors of the spreads' difference, as
-    if independent, which overstates it): at many counts each model's
-    offsets carry a smooth field of their own that curves within a row,
-    which the line follows (tuning seed 4, dose 100: spread 3.0 about the
-    line, 4.1 about the median; a clean map flagged 24 pixels with the
-    median). Anomalous pixels, a few per cent, barely move the spreads.
-
-    Returns
-    -------
-    bool
-    """
-    with np.errstate(invalid="ignore", divide="ignore"):
-        about_line = (offset - line) / np.hypot(offset_error, line_error)
-        about_level = (offset - level) / np.hypot(offset_error, level_error)
-    known = np.isfinite(about_line) & np.isfinite(about_level)
-    if known.sum() < 3:
-        return False
-    spread_line = stats.median_abs_deviation(about_line[known], scale="normal")
-    spread_level = stats.median_abs_deviation(about_level[known], scale="normal")
-    error = np.sqrt(2.0) * _MAD_ERROR * spread_level / np.sqrt(known.sum())
-    return bool(spread_line < spread_level - AGREEMENT_LIMIT * error)
 
 
 #: A pixel sits beside a phase boundary when its latent point is closer to

@@ -203,37 +203,6 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     assert (choice[16:38, 56:] != 0).all()  # the phase region: its own side
 
 
-def test_a_cluster_at_a_rows_end_does_not_pull_its_reference():
-    # Extrapolated to a row's end, the row's line leans towards a cluster of
-    # shifted pixels there; the neighbours' median does not.
-    rng = np.random.default_rng(11)
-    shape = (1, 20, 64)
-    offsets = rng.normal(0.0, 0.5, shape)
-    offsets[0, 5:10, :5] += 2.0
-    errors = np.full(offsets.size, 0.5)
-    window = scoring.run_window(64)
-    refs, _, _, _ = scoring.offset_references(offsets.ravel(), errors, shape, window)
-    line = scoring._row_lines(offsets.ravel(), errors, shape, window)[0]
-    cluster = np.zeros(shape, dtype=bool)
-    cluster[0, 5:10, 2:5] = True  # in the row's first two pixels the line stays
-    assert line[cluster.ravel()].mean() > 0.45
-    assert abs(refs[0][cluster.ravel()].mean()) < 0.3
-
-
-def test_the_line_is_kept_where_the_offsets_curve_along_the_rows():
-    # At many counts a model's offsets curve within a row by many errors:
-    # the line follows that, the median does not.
-    rng = np.random.default_rng(12)
-    shape = (1, 20, 64)
-    x = np.arange(64)
-    offsets = 0.3 * np.cos(2 * np.pi * x / 64) + rng.normal(0.0, 0.02, shape)
-    errors = np.full(offsets.size, 0.02)
-    window = scoring.run_window(64)
-    refs, _, _, _ = scoring.offset_references(offsets.ravel(), errors, shape, window)
-    line = scoring._row_lines(offsets.ravel(), errors, shape, window)[0]
-    np.testing.assert_array_equal(refs[0], line)
-
-
 def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
     # Two fits' scores share the noise of the data (sd 1) and each adds its
     # own (sd 0.5): each spreads 1.12, their average 1.06. Standardised each
