@@ -656,6 +656,44 @@ def _narrow_in_columns(offset, profile, short_level, long_level, map_shape, wind
     return (count < (window + 1) // 2).ravel()
 
 
+def _extended_in_columns(
+    offset, offset_error, long_level, long_error, short_level, map_shape
+):
+    """Pixels whose short side's departure is seen in the rows above and below.
+
+    The pixels just above and just below, in the same column, both depart
+    from their own rows' long-side levels by more than
+    :data:`AGREEMENT_LIMIT` standard errors, in the direction of the
+    pixel's short side from its long side. A drift step is an event in
+    time: it moves the rest of the row it happens in and every later row as
+    a whole, so the rows before and after are flat in themselves; a cluster
+    of shifted pixels reaches across rows at the same columns.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``(n_pixels,)``; False in the first and last rows.
+    """
+    n_maps, rows, cols = map_shape
+    out = np.zeros(map_shape, dtype=bool)
+    if rows < 3:
+        return out.ravel()
+    with np.errstate(invalid="ignore"):
+        departure = (offset - long_level).reshape(map_shape)
+        error = np.hypot(offset_error, long_error).reshape(map_shape)
+        direction = np.sign(short_level - long_level).reshape(map_shape)
+        beyond = np.abs(departure) > AGREEMENT_LIMIT * error
+        up_d, down_d = departure[:, :-2], departure[:, 2:]
+        agree = (
+            beyond[:, :-2]
+            & beyond[:, 2:]
+            & (np.sign(up_d) == direction[:, 1:-1])
+            & (np.sign(down_d) == direction[:, 1:-1])
+        )
+    out[:, 1:-1] = agree
+    return out.ravel()
+
+
 def offset_references(offset, offset_error, map_shape, window):
     """Where each pixel's spectrum should sit, judged from its neighbours.
 
@@ -677,9 +715,12 @@ def offset_references(offset, offset_error, map_shape, window):
     shifted pixels, which the line measures rightly). Near a row's end (a
     side shorter than half the window), the sides' disagreement is no step
     where the drift did not jump while the row was scanned (see
-    :func:`_quiet_rows`) and few pixels above and below sit at the short
-    side's level (see :func:`_narrow_in_columns`): a cluster of shifted
-    pixels fills the short side. Which candidate a pixel
+    :func:`_quiet_rows`) or the rows just above and below depart at the
+    pixel's column as its short side does (see
+    :func:`_extended_in_columns`; a drift step leaves them flat), and few
+    pixels above and below sit at the short side's level (see
+    :func:`_narrow_in_columns`): a cluster of shifted pixels fills the
+    short side. Which candidate a pixel
     is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
@@ -735,7 +776,10 @@ def offset_references(offset, offset_error, map_shape, window):
         step = ~(departure <= AGREEMENT_LIMIT * np.hypot(errs[1], errs[2]))
     # Near a row's end a side is short, and a cluster of shifted pixels can
     # fill it: the sides then disagree with no step between them. No drift
-    # step when the drift did not jump while the row was scanned; no phase
+    # step when the drift did not jump while the row was scanned, or when
+    # the rows just above and below depart at the pixel's column as its
+    # short side does (under row-to-row jitter every row's drift jumps, but a
+    # drift step still leaves the rows before and after flat); no phase
     # region when few pixels above and below sit at the short side's level
     # (where the sides' levels differ, not only the line's trend): the line
     # measures the pixel.
@@ -759,7 +803,12 @@ def offset_references(offset, offset_error, map_shape, window):
         )
     local = (
         short
-        & _quiet_rows(drift, map_shape)
+        & (
+            _quiet_rows(drift, map_shape)
+            | _extended_in_columns(
+                offset, offset_error, long_level, long_error, short_level, map_shape
+            )
+        )
         & levels_differ
         & _narrow_in_columns(
             offset,

@@ -203,6 +203,31 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     assert (choice[16:38, 56:] != 0).all()  # the phase region: its own side
 
 
+def test_a_cluster_at_a_rows_end_under_row_jitter_is_measured_against_the_line():
+    # With row-to-row drift jitter every row's drift jumps, so the rows
+    # around cannot show that no drift step happened in a row. The rows
+    # just above and below can: a drift step leaves them flat in
+    # themselves, a cluster reaches across them at the same columns.
+    rng = np.random.default_rng(6)
+    shape = (1, 40, 64)
+    offsets = rng.normal(0.0, 0.1, shape)
+    offsets += rng.normal(0.0, 2.0, (1, 40, 1))  # every row its own drift
+    latent = rng.normal(0.0, 1.0, (*shape, 2)).reshape(-1, 2)
+    offsets[0, 4:9, 1:6] += 2.0  # a cluster near the rows' start
+    offsets[0, 20, 4:] += 2.0  # a drift step early in row 20 ...
+    offsets[0, 21:] += 2.0  # ... which every later row keeps
+    errors = np.full(offsets.size, 0.1)
+    window = scoring.run_window(64)
+    _, _, step, mixed = scoring.offset_references(
+        offsets.ravel(), errors, shape, window
+    )
+    candidates = scoring.latent_candidates(latent, shape, window)
+    choice = scoring.candidate_choice(latent, candidates, step, shape, mixed)
+    choice = choice.reshape(shape[1:])
+    assert (choice[5:8, 2:4] == 0).all()  # inside the cluster: the line
+    assert (choice[20, :4] < 0).all()  # before the drift step: the most lenient
+
+
 def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
     # Two fits' scores share the noise of the data (sd 1) and each adds its
     # own (sd 0.5): each spreads 1.12, their average 1.06. Standardised each
