@@ -674,23 +674,17 @@ def _extended_in_columns(
     numpy.ndarray of bool
         ``(n_pixels,)``; False in the first and last rows.
     """
-    n_maps, rows, cols = map_shape
     out = np.zeros(map_shape, dtype=bool)
-    if rows < 3:
+    if map_shape[1] < 3:
         return out.ravel()
     with np.errstate(invalid="ignore"):
         departure = (offset - long_level).reshape(map_shape)
         error = np.hypot(offset_error, long_error).reshape(map_shape)
-        direction = np.sign(short_level - long_level).reshape(map_shape)
         beyond = np.abs(departure) > AGREEMENT_LIMIT * error
-        up_d, down_d = departure[:, :-2], departure[:, 2:]
-        agree = (
-            beyond[:, :-2]
-            & beyond[:, 2:]
-            & (np.sign(up_d) == direction[:, 1:-1])
-            & (np.sign(down_d) == direction[:, 1:-1])
-        )
-    out[:, 1:-1] = agree
+        direction = np.sign(short_level - long_level).reshape(map_shape)[:, 1:-1]
+    out[:, 1:-1] = True
+    for rows in (slice(None, -2), slice(2, None)):  # the row above, the row below
+        out[:, 1:-1] &= beyond[:, rows] & (np.sign(departure[:, rows]) == direction)
     return out.ravel()
 
 
