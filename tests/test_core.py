@@ -136,6 +136,34 @@ def test_smoothed_weights_measure_offsets_through_a_rippled_reconstruction():
     assert offsets[0].std() / np.median(errors[0]) > 1.2
 
 
+def test_a_line_scan_of_fifty_pixels_takes_the_smoothing_its_pairs_favour():
+    # The same rippled reconstruction on a 50-pixel line scan: the spreads of
+    # so few offsets are too noisy to be told apart as independent values,
+    # but the pixels' departures, compared pixel by pixel, favour the
+    # smoothing (an earlier version kept the unsmoothed offsets on all ten).
+    k = np.arange(200)
+    mu = np.broadcast_to(200 + 60 * np.exp(-0.5 * ((k - 100) / 10.0) ** 2), (50, 200))
+    smoothed = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        counts = torch.tensor(rng.poisson(mu), dtype=torch.float32)
+        ripple = torch.tensor(rng.normal(0.0, 0.02, mu.shape), dtype=torch.float32)
+        logits = torch.log(torch.tensor(mu, dtype=torch.float32))
+        logits = logits + smooth_channels(ripple, 1.0)
+        offsets = np.stack(
+            [
+                fit_offsets(logits, counts, torch.zeros(50), 5, smoothing=s)[0]
+                .double()
+                .numpy()
+                for s in scoring.OFFSET_SMOOTHINGS
+            ]
+        )
+        chosen, spreads = scoring.least_scattered(offsets, (1, 1, 50))
+        assert spreads[chosen] <= spreads[0]
+        smoothed += chosen > 0
+    assert smoothed >= 3
+
+
 def test_context_shift_compares_a_pixel_with_its_own_side_of_a_step():
     rng = np.random.default_rng(2)
     offsets = rng.normal(0.0, 0.1, (1, 4, 40))
