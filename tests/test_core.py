@@ -104,18 +104,20 @@ def test_offset_score_is_standard_normal_at_the_right_offset():
     np.testing.assert_allclose(variance, information)  # independent channels
 
 
-def test_smoothed_weights_measure_offsets_through_a_rippled_reconstruction():
-    # A broad, weak edge and a reconstruction that follows it but for a
-    # faint ripple of its own (0.5 % over a few channels): the ripple's
-    # derivative weights the noise of the flat background, and the offsets
-    # scatter wider than their Fisher error says.
-    rng = np.random.default_rng(5)
-    n, k = 1200, np.arange(200)
+def _offsets_through_a_rippled_reconstruction(n, ripple, seed):
+    """Offsets and errors of ``n`` spectra of a broad, weak edge, per smoothing.
+
+    The reconstruction follows the edge but for a faint ripple of its own
+    (``ripple`` in log counts, over a few channels), as one learned from
+    noisy counts does.
+    """
+    rng = np.random.default_rng(seed)
+    k = np.arange(200)
     mu = np.broadcast_to(200 + 60 * np.exp(-0.5 * ((k - 100) / 10.0) ** 2), (n, 200))
     counts = torch.tensor(rng.poisson(mu), dtype=torch.float32)
-    ripple = torch.tensor(rng.normal(0.0, 0.01, (n, 200)), dtype=torch.float32)
+    noise = torch.tensor(rng.normal(0.0, ripple, (n, 200)), dtype=torch.float32)
     logits = torch.log(torch.tensor(mu, dtype=torch.float32))
-    logits = logits + smooth_channels(ripple, 1.0)
+    logits = logits + smooth_channels(noise, 1.0)
     offsets, errors = [], []
     for smoothing in scoring.OFFSET_SMOOTHINGS:
         offset, expected, tangent = fit_offsets(
@@ -126,7 +128,15 @@ def test_smoothed_weights_measure_offsets_through_a_rippled_reconstruction():
         )
         offsets.append(offset.double().numpy())
         errors.append(np.sqrt(variance) / information)
-    chosen, spreads = scoring.least_scattered(np.stack(offsets), (1, 30, 40))
+    return np.stack(offsets), errors
+
+
+def test_smoothed_weights_measure_offsets_through_a_rippled_reconstruction():
+    # A ripple of 0.5 % over a few channels: its derivative weights the noise
+    # of the flat background, and the offsets scatter wider than their
+    # Fisher error says.
+    offsets, errors = _offsets_through_a_rippled_reconstruction(1200, 0.01, 5)
+    chosen, spreads = scoring.least_scattered(offsets, (1, 30, 40))
     assert scoring.OFFSET_SMOOTHINGS[chosen] > 0
     assert spreads[chosen] < 0.95 * spreads[0]
     assert abs(np.median(offsets[chosen])) < 0.1 * spreads[chosen]  # unbiased
@@ -137,27 +147,13 @@ def test_smoothed_weights_measure_offsets_through_a_rippled_reconstruction():
 
 
 def test_a_line_scan_of_fifty_pixels_takes_the_smoothing_its_pairs_favour():
-    # The same rippled reconstruction on a 50-pixel line scan: the spreads of
+    # The same kind of reconstruction on a 50-pixel line scan: the spreads of
     # so few offsets are too noisy to be told apart as independent values,
     # but the pixels' departures, compared pixel by pixel, favour the
     # smoothing (an earlier version kept the unsmoothed offsets on all ten).
-    k = np.arange(200)
-    mu = np.broadcast_to(200 + 60 * np.exp(-0.5 * ((k - 100) / 10.0) ** 2), (50, 200))
     smoothed = 0
     for seed in range(10):
-        rng = np.random.default_rng(seed)
-        counts = torch.tensor(rng.poisson(mu), dtype=torch.float32)
-        ripple = torch.tensor(rng.normal(0.0, 0.02, mu.shape), dtype=torch.float32)
-        logits = torch.log(torch.tensor(mu, dtype=torch.float32))
-        logits = logits + smooth_channels(ripple, 1.0)
-        offsets = np.stack(
-            [
-                fit_offsets(logits, counts, torch.zeros(50), 5, smoothing=s)[0]
-                .double()
-                .numpy()
-                for s in scoring.OFFSET_SMOOTHINGS
-            ]
-        )
+        offsets, _ = _offsets_through_a_rippled_reconstruction(50, 0.02, seed)
         chosen, spreads = scoring.least_scattered(offsets, (1, 1, 50))
         assert spreads[chosen] <= spreads[0]
         smoothed += chosen > 0
