@@ -48,6 +48,7 @@ __all__ = [
     "run_window",
     "one_sided_references",
     "offset_references",
+    "segment_lines",
     "offset_score",
     "OFFSET_SMOOTHINGS",
     "least_scattered",
@@ -436,6 +437,59 @@ def one_sided_references(values, map_shape, window, keep_short=False):
 AGREEMENT_LIMIT = 2.0
 
 
+def _theil_sen(windows, error_windows, x):
+    """Theil-Sen lines through windows of values, evaluated at ``x = 0``.
+
+    Parameters
+    ----------
+    windows, error_windows : numpy.ndarray
+        ``(n, width)`` values and their standard errors (NaN: no value).
+    x : numpy.ndarray
+        ``(width,)`` positions.
+
+    Returns
+    -------
+    line, error, slope : numpy.ndarray
+        ``(n,)`` each: the line's value at ``x = 0`` (NaN with fewer than
+        two values), its standard error (a least-squares line's, from the
+        median error, times ``sqrt(pi / 2)`` for the medians) and its slope.
+    """
+    width = len(x)
+    a, b = np.triu_indices(width, 1)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        slopes = (windows[:, b] - windows[:, a]) / (x[b] - x[a])
+        slope = nanmedian_last(slopes)
+        slope = np.where(np.isfinite(slope), slope, 0.0)
+        line = nanmedian_last(windows - slope[:, None] * x)
+        known = np.isfinite(windows)
+        n = known.sum(axis=1)
+        mean_x = np.nansum(np.where(known, x, np.nan), axis=1) / np.maximum(n, 1)
+        spread = np.nansum(np.where(known, (x - mean_x[:, None]) ** 2, np.nan), axis=1)
+        sigma = nanmedian_last(np.where(known, error_windows, np.nan))
+        variance = sigma**2 * (
+            1.0 / np.maximum(n, 1) + mean_x**2 / np.maximum(spread, 1e-12)
+        )
+        error = np.where(n >= 2, np.sqrt(np.pi / 2 * variance), np.nan)
+        line = np.where(n >= 2, line, np.nan)
+    return line, error, slope
+
+
+def _row_windows(values, map_shape, window):
+    """Each pixel's ``window`` row neighbours on each side (itself NaN).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_pixels, 2 * window + 1)``, NaN beyond a row's ends.
+    """
+    cols = map_shape[2]
+    rows = np.asarray(values, dtype=np.float64).reshape(-1, cols)
+    padded = np.pad(rows, ((0, 0), (window, window)), constant_values=np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * window + 1, axis=1)
+    return windows.reshape(-1, 2 * window + 1)
+
+
 def _row_lines(values, errors, map_shape, window):
     """Theil-Sen line through each pixel's row neighbours (itself left out).
 
@@ -452,45 +506,120 @@ def _row_lines(values, errors, map_shape, window):
         medians) and its slope per pixel.
     """
     cols = map_shape[2]
-    rows = np.asarray(values, dtype=np.float64).reshape(-1, cols)
-    row_errors = np.asarray(errors, dtype=np.float64).reshape(-1, cols)
     width = 2 * window + 1
-    padded = np.pad(rows, ((0, 0), (window, window)), constant_values=np.nan)
-    padded_errors = np.pad(
-        row_errors, ((0, 0), (window, window)), constant_values=np.nan
-    )
-    windows = np.lib.stride_tricks.sliding_window_view(padded, width, axis=1).copy()
+    windows = _row_windows(values, map_shape, window).reshape(-1, cols, width).copy()
     windows[..., window] = np.nan  # the pixel itself
-    error_windows = np.lib.stride_tricks.sliding_window_view(
-        padded_errors, width, axis=1
-    )
+    error_windows = _row_windows(errors, map_shape, window).reshape(-1, cols, width)
     x = np.arange(width, dtype=np.float64) - window
-    a, b = np.triu_indices(width, 1)
-    line = np.full(rows.shape, np.nan)
-    error = np.full(rows.shape, np.nan)
-    slopes_out = np.zeros(rows.shape)
-    for i in range(len(rows)):
-        w = windows[i]  # (cols, width)
-        with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            slopes = (w[:, b] - w[:, a]) / (x[b] - x[a])
-            slope = nanmedian_last(slopes)
-            slope = np.where(np.isfinite(slope), slope, 0.0)
-            slopes_out[i] = slope
-            line[i] = nanmedian_last(w - slope[:, None] * x)
-            known = np.isfinite(w)
-            n = known.sum(axis=1)
-            mean_x = np.nansum(np.where(known, x, np.nan), axis=1) / np.maximum(n, 1)
-            spread = np.nansum(
-                np.where(known, (x - mean_x[:, None]) ** 2, np.nan), axis=1
-            )
-            sigma = nanmedian_last(np.where(known, error_windows[i], np.nan))
-            variance = sigma**2 * (
-                1.0 / np.maximum(n, 1) + mean_x**2 / np.maximum(spread, 1e-12)
-            )
-            error[i] = np.where(n >= 2, np.sqrt(np.pi / 2 * variance), np.nan)
-            line[i] = np.where(n >= 2, line[i], np.nan)
+    line = np.full(windows.shape[:2], np.nan)
+    error = np.full(windows.shape[:2], np.nan)
+    slopes_out = np.zeros(windows.shape[:2])
+    for i in range(len(windows)):
+        line[i], error[i], slopes_out[i] = _theil_sen(windows[i], error_windows[i], x)
     return line.ravel(), error.ravel(), slopes_out.ravel()
+
+
+def _best_split(windows, min_run):
+    """Where a step best splits each window into two runs of constant level.
+
+    The split minimises the summed absolute departures of each run from its
+    median; each run keeps at least ``min_run`` values.
+
+    Returns
+    -------
+    numpy.ndarray of int
+        ``(n,)``: the first position of the second run; -1 where no split
+        leaves ``min_run`` values on both sides.
+    """
+    n, width = windows.shape
+    known = np.isfinite(windows)
+    costs = np.full((n, width), np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for split in range(1, width):
+            cost = 0.0
+            enough = np.ones(n, dtype=bool)
+            for run, have in (
+                (windows[:, :split], known[:, :split]),
+                (windows[:, split:], known[:, split:]),
+            ):
+                centre = nanmedian_last(run)
+                cost = cost + np.nansum(np.abs(run - centre[:, None]), axis=1)
+                enough &= have.sum(axis=1) >= min_run
+            costs[:, split] = np.where(enough, cost, np.inf)
+    best = np.argmin(costs, axis=1)
+    return np.where(np.isfinite(costs[np.arange(n), best]), best, -1)
+
+
+def segment_lines(offset, offset_error, map_shape, window, pixels):
+    """Lines through the run of each pixel's row that its side of a step holds.
+
+    Where a pixel's two sides disagree (a phase boundary or a drift step in
+    its row window), the line through the whole window and the side reaching
+    across the step both miss its level. The window's best single step (see
+    :func:`_best_split`, runs of at least :data:`BOUNDARY_RUN` + 1 pixels)
+    splits it in two; where the pixel lies at least :data:`BOUNDARY_RUN`
+    pixels from it, the Theil-Sen line through the pixels of its own run
+    (itself left out) stands for it, provided the step is sharp: the
+    :data:`BOUNDARY_RUN` pixels of its run next to the step sit on the line
+    within :data:`AGREEMENT_LIMIT` standard errors (a gradual interface,
+    which one step does not describe, keeps no line).
+
+    Parameters
+    ----------
+    offset, offset_error : numpy.ndarray
+        ``(n_pixels,)`` fitted offsets and their standard errors.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side in a row (see :func:`run_window`).
+    pixels : numpy.ndarray of int
+        Flat indices of the pixels to compute.
+
+    Returns
+    -------
+    line, error : numpy.ndarray
+        ``(len(pixels),)`` each; NaN where no run stands for the pixel.
+    """
+    pixels = np.asarray(pixels, dtype=int)
+    line = np.full(len(pixels), np.nan)
+    error = np.full(len(pixels), np.nan)
+    if len(pixels) == 0:
+        return line, error
+    width = 2 * window + 1
+    values = _row_windows(offset, map_shape, window)[pixels].copy()
+    values[:, window] = np.nan
+    errors = _row_windows(offset_error, map_shape, window)[pixels]
+    split = _best_split(values, BOUNDARY_RUN + 1)
+    position = np.arange(width)
+    after = window >= split  # the pixel lies in the second run
+    gap = np.where(after, window - split, split - 1 - window)
+    usable = (split > 0) & (gap >= BOUNDARY_RUN)
+    own = np.where(
+        after[:, None], position >= split[:, None], position < split[:, None]
+    )
+    run = np.where(own, values, np.nan)
+    x = position.astype(np.float64) - window
+    line, error, slope = _theil_sen(run, errors, x)
+    # The pixels of the run next to the step.
+    rim = own & np.where(
+        after[:, None],
+        position < split[:, None] + BOUNDARY_RUN,
+        position >= split[:, None] - BOUNDARY_RUN,
+    )
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        rim_values = np.where(rim, values - slope[:, None] * x, np.nan)
+        rim_level = nanmedian_last(rim_values)
+        rim_count = np.isfinite(rim_values).sum(axis=1)
+        rim_error = (
+            np.sqrt(np.pi / 2)
+            * nanmedian_last(np.where(rim, errors, np.nan))
+            / np.sqrt(np.maximum(rim_count, 1))
+        )
+        sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
+    keep = usable & sharp & np.isfinite(line)
+    return np.where(keep, line, np.nan), np.where(keep, error, np.nan)
 
 
 #: Rows above and below a pixel it may be compared with, beside a boundary
@@ -734,7 +863,10 @@ def offset_references(offset, offset_error, map_shape, window):
     step : numpy.ndarray of int
         ``(n_pixels,)``: 0 none; 1 the sides disagree, or the line misses the
         pixels just beside the pixel on both sides in opposite directions; 2
-        so at a row's end (a side of fewer than two pixels), or no line.
+        so at a row's end (a side of fewer than two pixels), or no line; 3
+        as 1, but the pixel lies clear of a sharp step and the line
+        (candidate 0) is that through its own run of the row (see
+        :func:`segment_lines`).
     mixed : numpy.ndarray of bool
         ``(2, n_pixels)``: the left (right) side's median departs from that
         of its :data:`BOUNDARY_RUN` pixels beside the pixel by more than
@@ -859,7 +991,18 @@ def offset_references(offset, offset_error, map_shape, window):
     # no reference of the pixel's kind: every candidate, the rows above and
     # below too.
     end = (n_left < 2) | (n_right < 2)
-    return refs, errs, np.where(step, np.where(end, 2, 1), 0), mixed
+    code = np.where(step, np.where(end, 2, 1), 0)
+    # Away from the step, the run of the row on the pixel's side of it
+    # stands for the pixel (its line replaces the whole window's).
+    across_step = np.flatnonzero(code == 1)
+    segment, segment_error = segment_lines(
+        offset, offset_error, map_shape, window, across_step
+    )
+    found = np.isfinite(segment)
+    refs[0][across_step[found]] = segment[found]
+    errs[0][across_step[found]] = segment_error[found]
+    code[across_step[found]] = 3
+    return refs, errs, code, mixed
 
 
 #: A pixel sits beside a phase boundary when its latent point is closer to
@@ -922,7 +1065,8 @@ def candidate_choice(latent, candidates, step, map_shape, mixed=None):
       (``mixed``); else, where ``step`` is 1 (a drift step, or a boundary
       further off), -1: the smallest score of the line and the two sides;
       where it is 2 (so at a row's end), -2: the smallest of every
-      candidate; else the line (0);
+      candidate; else (0, or 3: the line through the pixel's own run of
+      the row beside a step) the line (0);
     * one side only (a row's end): at a boundary, the vertical candidate (3
       up, 4 down) nearer in latent; else as above;
     * no side: -2.

@@ -199,6 +199,67 @@ def test_a_cluster_narrower_than_the_sides_is_measured_against_the_line():
     assert not step[0, 2:-2].any()  # at a row's end (no side): every candidate
 
 
+def test_a_cluster_beyond_a_phase_boundary_is_measured_against_its_own_run():
+    # A phase boundary 12 pixels to the left of a cluster shifted towards
+    # the other phase's level: the left side and the line through the whole
+    # window reach across the boundary, and the line, passing near the
+    # cluster's level, lets it pass. The run of the row on the cluster's
+    # side of the boundary measures it.
+    rng = np.random.default_rng(7)
+    shape = (1, 4, 64)
+    offsets = rng.normal(0.0, 0.1, shape)
+    offsets[..., :28] += 3.0  # the boundary, in every row
+    offsets[0, 1, 40:45] += 2.0  # a cluster in the second phase
+    errors = np.full(offsets.size, 0.1)
+    window = scoring.run_window(64)
+    refs, errs, step, _ = scoring.offset_references(
+        offsets.ravel(), errors, shape, window
+    )
+    step, line = step.reshape(shape[1:]), refs[0].reshape(shape[1:])
+    assert (step[1, 40:45] == 3).all()
+    assert np.all(np.abs(line[1, 40:45]) < 0.2)
+    assert (step[:, 26:30] != 3).all()  # right beside the boundary: no run
+    # The most lenient of the whole window's line and the two sides (as
+    # before the runs) passes the cluster; its own run does not.
+    whole = refs.copy(), errs.copy()
+    whole[0][0], whole[1][0], _ = scoring._row_lines(
+        offsets.ravel(), errors, shape, window
+    )
+
+    def z(references, reference_errors, choice):
+        information = np.full(refs.shape, 100.0)
+        scores = information * (offsets.ravel() - references)
+        ratio = information * (offsets.ravel() - references) ** 2
+        choice = np.full(offsets.size, choice)
+        return scoring.context_shift(
+            scores, information, information, ratio, reference_errors, choice
+        )
+
+    z_lenient, z_run = z(*whole, -1), z(refs, errs, 0)
+    cluster = np.arange(64 + 40, 64 + 45)
+    assert np.all(z_run[cluster] > 10) and np.median(z_lenient[cluster]) < 10
+    # The rest of the map, compared so, stays quiet.
+    normal = np.flatnonzero(step.ravel() == 3)
+    normal = np.setdiff1d(normal, cluster)
+    assert np.abs(z_run[normal]).max() < 5
+
+
+def test_a_gradual_interface_keeps_no_run():
+    rng = np.random.default_rng(8)
+    shape = (1, 1, 64)
+    offsets = rng.normal(0.0, 0.05, shape)
+    offsets[..., 20:] += 3.0
+    offsets[0, 0, 14:26] = np.linspace(0.0, 3.0, 12)  # a ramp 12 pixels wide
+    errors = np.full(offsets.size, 0.05)
+    window = scoring.run_window(64)
+    pixels = np.arange(26, 34)  # just beyond the ramp, inside the window
+    line, error = scoring.segment_lines(offsets.ravel(), errors, shape, window, pixels)
+    assert np.isnan(line).all() and np.isnan(error).all()
+    offsets[0, 0, 14:26] = np.where(np.arange(14, 26) < 20, 0.0, 3.0)  # sharp
+    line, _ = scoring.segment_lines(offsets.ravel(), errors, shape, window, pixels)
+    assert np.all(np.abs(line - 3.0) < 0.1)
+
+
 def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     # A cluster fills the short side of the pixels near a row's end, and the
     # two sides disagree as beside a drift step or a phase region; but a
@@ -216,7 +277,7 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     errors = np.full(offsets.size, 0.1)
     window = scoring.run_window(64)
     latent = latent.reshape(-1, 2)
-    _, _, step, mixed = scoring.offset_references(
+    refs, _, step, mixed = scoring.offset_references(
         offsets.ravel(), errors, shape, window
     )
     candidates = scoring.latent_candidates(latent, shape, window)
@@ -224,7 +285,13 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     choice = choice.reshape(shape[1:])
     assert (choice[4:7, :5] == 0).all()  # the cluster: the line
     assert (choice[9, :3] < 0).all()  # before the drift step: the most lenient
-    assert (choice[16:38, 56:] != 0).all()  # the phase region: its own side
+    # The phase region: its own side, or the line through its own run of the
+    # row (never the line across the boundary).
+    region = choice[16:38, 56:]
+    own_line = (step.reshape(shape[1:])[16:38, 56:] == 3) & (region == 0)
+    assert ((region != 0) | own_line).all() and own_line.any()
+    line = refs[0].reshape(shape[1:])[16:38, 56:]
+    assert np.all(np.abs(line[own_line] - 3.5) < 0.3)  # drift step + region
 
 
 def test_a_cluster_at_a_rows_end_under_row_jitter_is_measured_against_the_line():
