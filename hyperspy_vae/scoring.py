@@ -559,8 +559,10 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
     across the step both miss its level. The window's best single step (see
     :func:`_best_split`, runs of at least :data:`BOUNDARY_RUN` + 1 pixels)
     splits it in two; where the pixel lies at least :data:`BOUNDARY_RUN`
-    pixels from it, the Theil-Sen line through the pixels of its own run
-    (itself left out) stands for it, provided the step is sharp: the
+    pixels from it and its own run holds at least half the window (a
+    shorter run may be a cluster of shifted pixels cut off at a row's end),
+    the Theil-Sen line through the pixels of its own run (itself left out)
+    stands for it, provided the step is sharp: the
     :data:`BOUNDARY_RUN` pixels of its run next to the step sit on the line
     within :data:`AGREEMENT_LIMIT` standard errors (a gradual interface,
     which one step does not describe, keeps no line).
@@ -599,6 +601,9 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
         after[:, None], position >= split[:, None], position < split[:, None]
     )
     run = np.where(own, values, np.nan)
+    # A run shorter than half the window may be a cluster of shifted pixels
+    # itself (cut off at a row's end), as a short side may.
+    usable &= np.isfinite(run).sum(axis=1) >= (window + 1) // 2
     x = position.astype(np.float64) - window
     line, error, slope = _theil_sen(run, errors, x)
     # The pixels of the run next to the step.
