@@ -565,7 +565,9 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
     stands for it, provided the step is sharp: the
     :data:`BOUNDARY_RUN` pixels of its run next to the step sit on the line
     within :data:`AGREEMENT_LIMIT` standard errors (a gradual interface,
-    which one step does not describe, keeps no line).
+    which one step does not describe, keeps no line), and the run holds one
+    level (see :func:`_level_run`: a cluster of shifted pixels as wide as
+    half the window, with normal pixels beyond it, is no region).
 
     Parameters
     ----------
@@ -623,8 +625,53 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
             / np.sqrt(np.maximum(rim_count, 1))
         )
         sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
-    keep = usable & sharp & np.isfinite(line)
+    keep = (
+        usable
+        & sharp
+        & np.isfinite(line)
+        & _level_run(run - slope[:, None] * x, errors)
+    )
     return np.where(keep, line, np.nan), np.where(keep, error, np.nan)
+
+
+def _level_run(run, errors):
+    """Whether each run holds one level: its own best split changes nothing.
+
+    A run that a second step splits (a cluster of shifted pixels as wide as
+    a phase region, with normal pixels beyond it) is not one region: the
+    medians of its two parts at their best split differ by more than
+    :data:`AGREEMENT_LIMIT` standard errors.
+
+    Parameters
+    ----------
+    run, errors : numpy.ndarray
+        ``(n, width)`` detrended values (NaN outside the run) and their
+        standard errors.
+
+    Returns
+    -------
+    numpy.ndarray of bool
+        ``(n,)``; True where no split leaves two parts of
+        :data:`BOUNDARY_RUN` + 1 values.
+    """
+    split = _best_split(run, BOUNDARY_RUN + 1)
+    first = np.arange(run.shape[1])[None, :] < split[:, None]
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        levels, level_errors = [], []
+        for part in (first, ~first):
+            values = np.where(part, run, np.nan)
+            count = np.isfinite(values).sum(axis=1)
+            levels.append(nanmedian_last(values))
+            level_errors.append(
+                np.sqrt(np.pi / 2)
+                * nanmedian_last(np.where(np.isfinite(values), errors, np.nan))
+                / np.sqrt(np.maximum(count, 1))
+            )
+        apart = np.abs(levels[1] - levels[0]) > AGREEMENT_LIMIT * np.hypot(
+            *level_errors
+        )
+    return (split < 0) | ~apart
 
 
 #: Rows above and below a pixel it may be compared with, beside a boundary

@@ -281,6 +281,22 @@ def test_a_cluster_cut_off_at_a_rows_end_is_no_run_of_its_own():
     assert abs(line[0] - 3.0) < 0.1
 
 
+def test_a_wide_cluster_with_normal_pixels_beyond_is_no_run():
+    # Ten shifted pixels near a row's start, seven normal ones before them:
+    # the best split cuts the row after the cluster, and the run before it
+    # holds half the window, but two levels.
+    rng = np.random.default_rng(10)
+    shape = (1, 1, 64)
+    offsets = rng.normal(0.0, 0.1, shape)
+    offsets[0, 0, 7:17] += 1.7
+    errors = np.full(offsets.size, 0.1)
+    window = scoring.run_window(64)
+    line, _ = scoring.segment_lines(
+        offsets.ravel(), errors, shape, window, np.arange(7, 11)
+    )
+    assert not np.any(np.abs(line - 1.7) < 1.0)
+
+
 def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     # A cluster fills the short side of the pixels near a row's end, and the
     # two sides disagree as beside a drift step or a phase region; but a
