@@ -614,16 +614,10 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
         position < split[:, None] + BOUNDARY_RUN,
         position >= split[:, None] - BOUNDARY_RUN,
     )
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        rim_values = np.where(rim, values - slope[:, None] * x, np.nan)
-        rim_level = nanmedian_last(rim_values)
-        rim_count = np.isfinite(rim_values).sum(axis=1)
-        rim_error = (
-            np.sqrt(np.pi / 2)
-            * nanmedian_last(np.where(rim, errors, np.nan))
-            / np.sqrt(np.maximum(rim_count, 1))
-        )
+    rim_level, rim_error = _median_level(
+        np.where(rim, values - slope[:, None] * x, np.nan), errors
+    )
+    with np.errstate(invalid="ignore"):
         sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
     keep = (
         usable
@@ -656,22 +650,32 @@ def _level_run(run, errors):
     """
     split = _best_split(run, BOUNDARY_RUN + 1)
     first = np.arange(run.shape[1])[None, :] < split[:, None]
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        levels, level_errors = [], []
-        for part in (first, ~first):
-            values = np.where(part, run, np.nan)
-            count = np.isfinite(values).sum(axis=1)
-            levels.append(nanmedian_last(values))
-            level_errors.append(
-                np.sqrt(np.pi / 2)
-                * nanmedian_last(np.where(np.isfinite(values), errors, np.nan))
-                / np.sqrt(np.maximum(count, 1))
-            )
-        apart = np.abs(levels[1] - levels[0]) > AGREEMENT_LIMIT * np.hypot(
-            *level_errors
+    (level, level_error), (other, other_error) = (
+        _median_level(np.where(part, run, np.nan), errors) for part in (first, ~first)
+    )
+    with np.errstate(invalid="ignore"):
+        apart = np.abs(other - level) > AGREEMENT_LIMIT * np.hypot(
+            level_error, other_error
         )
     return (split < 0) | ~apart
+
+
+def _median_level(values, errors):
+    """Median of each row's values (NaN: none) and its standard error.
+
+    The error is ``sqrt(pi / 2)`` times the median error of the values over
+    the root of their number (a median's efficiency against a mean's).
+    """
+    known = np.isfinite(values)
+    count = known.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        level = nanmedian_last(values)
+        error = (
+            np.sqrt(np.pi / 2)
+            * nanmedian_last(np.where(known, errors, np.nan))
+            / np.sqrt(np.maximum(count, 1))
+        )
+    return level, error
 
 
 #: Rows above and below a pixel it may be compared with, beside a boundary
