@@ -503,6 +503,24 @@ def test_local_standardisation_uses_only_the_scored_pixels():
     assert 0.85 < mad(only[scored]) < 1.15
 
 
+def test_local_spread_of_a_small_map_is_measured_on_enough_pixels():
+    # A 6 x 10 map: a square of half-width 2 round a corner pixel holds six
+    # scored pixels, its own shifted one among them, and a MAD of six values
+    # spread wide by chance would take most of its departure away.
+    shape = (1, 6, 10)
+    rows, cols = np.indices(shape[1:])
+    scored = ((rows + cols) % 2 == 0).ravel()
+    z = 0.3 * np.sin(np.arange(60.0))
+    corner = (rows >= 3) & (cols >= 6)
+    z[corner.ravel()] = np.where((cols[corner] % 4) < 2, 1.5, -1.5)
+    anomalous = 5 * 10 + 9
+    assert scored[anomalous]
+    z[anomalous] = 4.0
+    out = scoring.locally_standardised(z, shape, 2, scored=scored)
+    assert out[anomalous] > 3.5
+    assert np.all(np.abs(np.delete(out, anomalous)) < 2.0)
+
+
 def test_combination_is_bonferroni_with_equal_weights():
     p = {"a": np.array([0.01, 0.5]), "b": np.array([0.2, 0.001]), "c": np.ones(2)}
     np.testing.assert_allclose(nulls.combine_p_values(p), [0.03, 0.003])
