@@ -648,19 +648,15 @@ def _level_run(run, errors):
         ``(n,)``; True where no split leaves two parts of
         :data:`BOUNDARY_RUN` + 1 values.
     """
-    min_run = BOUNDARY_RUN + 1
-    split = _best_split(run, min_run)
+    split = _best_split(run, BOUNDARY_RUN + 1)
     first = np.arange(run.shape[1])[None, :] < split[:, None]
     (level, level_error), (other, other_error) = (
         _median_level(np.where(part, run, np.nan), errors) for part in (first, ~first)
     )
-    # The best of the run's possible splits is tested: at the level of
-    # AGREEMENT_LIMIT for one comparison, Bonferroni over the splits (at two
-    # standard errors, a homogeneous run of 40 pixels split in 23 % of draws).
-    splits = np.maximum(np.isfinite(run).sum(axis=1) - 2 * min_run + 1, 1)
-    limit = stats.norm.isf(stats.norm.sf(AGREEMENT_LIMIT) / splits)
     with np.errstate(invalid="ignore"):
-        apart = np.abs(other - level) > limit * np.hypot(level_error, other_error)
+        apart = np.abs(other - level) > AGREEMENT_LIMIT * np.hypot(
+            level_error, other_error
+        )
     return (split < 0) | ~apart
 
 
@@ -924,10 +920,9 @@ def offset_references(offset, offset_error, map_shape, window):
         ``(n_pixels,)``: 0 none; 1 the sides disagree, or the line misses the
         pixels just beside the pixel on both sides in opposite directions; 2
         so at a row's end (a side of fewer than two pixels), or no line; 3
-        as 1, or as 0 with a line that misses the pixels just beside the
-        pixel on both sides in the same direction, but the pixel lies clear
-        of a sharp step and the line (candidate 0) is that through its own
-        run of the row (see :func:`segment_lines`).
+        as 1, but the pixel lies clear of a sharp step and the line
+        (candidate 0) is that through its own run of the row (see
+        :func:`segment_lines`).
     mixed : numpy.ndarray of bool
         ``(2, n_pixels)``: the left (right) side's median departs from that
         of its :data:`BOUNDARY_RUN` pixels beside the pixel by more than
@@ -1054,18 +1049,8 @@ def offset_references(offset, offset_error, map_shape, window):
     end = (n_left < 2) | (n_right < 2)
     code = np.where(step, np.where(end, 2, 1), 0)
     # Away from the step, the run of the row on the pixel's side of it
-    # stands for the pixel (its line replaces the whole window's). A line
-    # that misses the pixels beside it on both sides in the same direction
-    # may also run across a step further off, which pulls it (a quarter of
-    # the window at another level is near a Theil-Sen line's breakdown): the
-    # pixel's own run is sought there too, and a cluster the pixel lies in
-    # keeps the line (its run does not hold one level).
-    beside = (
-        end_step.all(axis=0)
-        & (counts > 0).all(axis=0)
-        & (np.sign(apart[0]) == np.sign(apart[1]))
-    )
-    across_step = np.flatnonzero((code == 1) | ((code == 0) & beside))
+    # stands for the pixel (its line replaces the whole window's).
+    across_step = np.flatnonzero(code == 1)
     segment, segment_error = segment_lines(
         offset, offset_error, map_shape, window, across_step
     )

@@ -244,28 +244,6 @@ def test_a_cluster_beyond_a_phase_boundary_is_measured_against_its_own_run():
     assert np.abs(z_run[normal]).max() < 5
 
 
-def test_a_line_pulled_by_a_step_further_off_gives_way_to_the_pixels_run():
-    # A boundary 17 pixels to the left of pixel 39, and a shifted pixel on
-    # the plateau at the median of its left side: the sides agree once the
-    # line's slope is allowed for, while the line, pulled up by the higher
-    # level, misses the pixels beside pixel 39 on both sides in the same
-    # direction, as round a cluster. The pixel's own run measures it, and
-    # the shifted pixels are still measured against the plateau.
-    rng = np.random.default_rng(11)
-    shape = (1, 1, 64)
-    offsets = rng.normal(0.0, 0.2, shape)
-    offsets[..., :22] += 4.0
-    shifted = [34, 49]
-    offsets[0, 0, shifted] += 2.0
-    errors = np.full(offsets.size, 0.2)
-    refs, _, _, _ = scoring.offset_references(
-        offsets.ravel(), errors, shape, scoring.run_window(64)
-    )
-    plateau = np.setdiff1d(np.arange(36, 64), shifted)
-    assert np.all(np.abs(refs[0][plateau]) < 0.3)
-    assert np.all(np.abs(refs[0][shifted]) < 0.3)
-
-
 def test_a_gradual_interface_keeps_no_run():
     rng = np.random.default_rng(8)
     shape = (1, 1, 64)
