@@ -551,7 +551,7 @@ def _best_split(windows, min_run):
     return np.where(np.isfinite(costs[np.arange(n), best]), best, -1)
 
 
-def segment_lines(offset, offset_error, map_shape, window, pixels):
+def segment_lines(offset, offset_error, map_shape, window, pixels, min_gap=None):
     """Lines through the run of each pixel's row that its side of a step holds.
 
     Where a pixel's two sides disagree (a phase boundary or a drift step in
@@ -579,6 +579,9 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
         Pixels on each side in a row (see :func:`run_window`).
     pixels : numpy.ndarray of int
         Flat indices of the pixels to compute.
+    min_gap : numpy.ndarray of int, optional
+        ``(len(pixels),)``: the fewest pixels between each pixel and the
+        step (default :data:`BOUNDARY_RUN`).
 
     Returns
     -------
@@ -598,7 +601,8 @@ def segment_lines(offset, offset_error, map_shape, window, pixels):
     position = np.arange(width)
     after = window >= split  # the pixel lies in the second run
     gap = np.where(after, window - split, split - 1 - window)
-    usable = (split > 0) & (gap >= BOUNDARY_RUN)
+    min_gap = BOUNDARY_RUN if min_gap is None else np.asarray(min_gap)
+    usable = (split > 0) & (gap >= min_gap)
     own = np.where(
         after[:, None], position >= split[:, None], position < split[:, None]
     )
@@ -920,8 +924,10 @@ def offset_references(offset, offset_error, map_shape, window):
         ``(n_pixels,)``: 0 none; 1 the sides disagree, or the line misses the
         pixels just beside the pixel on both sides in opposite directions; 2
         so at a row's end (a side of fewer than two pixels), or no line; 3
-        as 1, but the pixel lies clear of a sharp step and the line
-        (candidate 0) is that through its own run of the row (see
+        as 1 (or as 0 with a line that misses the pixels just beside the
+        pixel on both sides in the same direction, the step at least half
+        a window away), but the pixel lies clear of a sharp step and the
+        line (candidate 0) is that through its own run of the row (see
         :func:`segment_lines`).
     mixed : numpy.ndarray of bool
         ``(2, n_pixels)``: the left (right) side's median departs from that
@@ -1049,10 +1055,26 @@ def offset_references(offset, offset_error, map_shape, window):
     end = (n_left < 2) | (n_right < 2)
     code = np.where(step, np.where(end, 2, 1), 0)
     # Away from the step, the run of the row on the pixel's side of it
-    # stands for the pixel (its line replaces the whole window's).
-    across_step = np.flatnonzero(code == 1)
+    # stands for the pixel (its line replaces the whole window's). A line
+    # that misses the pixels beside the pixel on both sides in the same
+    # direction may also have been pulled by a step further off (a quarter
+    # of the window at another level, near a Theil-Sen line's breakdown):
+    # there the run is sought too, where the step lies at least half a
+    # window away, further than the edge of a cluster the pixel lies in
+    # (a cluster as wide as half the window is taken for a region anyway).
+    beside = (
+        end_step.all(axis=0)
+        & (counts > 0).all(axis=0)
+        & (np.sign(apart[0]) == np.sign(apart[1]))
+    )
+    across_step = np.flatnonzero((code == 1) | ((code == 0) & beside))
     segment, segment_error = segment_lines(
-        offset, offset_error, map_shape, window, across_step
+        offset,
+        offset_error,
+        map_shape,
+        window,
+        across_step,
+        min_gap=np.where(code[across_step] == 1, BOUNDARY_RUN, (window + 1) // 2),
     )
     found = np.isfinite(segment)
     refs[0][across_step[found]] = segment[found]

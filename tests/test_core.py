@@ -190,11 +190,14 @@ def test_a_cluster_narrower_than_the_sides_is_measured_against_the_line():
     offsets[0, 2, 32:] += 2.0  # a step in the next row
     errors = np.full(offsets.size, 0.1)
     window = scoring.run_window(64)
-    _, _, step, _ = scoring.offset_references(
+    refs, _, step, _ = scoring.offset_references(
         offsets.ravel(), errors, (1, 3, 64), window
     )
     step = step.reshape(3, 64)
-    assert not step[1, 30:35].any()  # in the cluster and at its rims: the line
+    # In the cluster and at its rims: the line (or that of the pixel's run,
+    # which the cluster does not move).
+    assert np.isin(step[1, 30:35], (0, 3)).all()
+    assert np.all(np.abs(refs[0].reshape(3, 64)[1, 30:35]) < 0.2)
     assert step[2, 31:33].all()  # beside the step: the sides
     assert not step[0, 2:-2].any()  # at a row's end (no side): every candidate
 
@@ -242,6 +245,46 @@ def test_a_cluster_beyond_a_phase_boundary_is_measured_against_its_own_run():
     normal = np.flatnonzero(step.ravel() == 3)
     normal = np.setdiff1d(normal, cluster)
     assert np.abs(z_run[normal]).max() < 5
+
+
+def _noisy_row(seed, sigma, n=64):
+    """A single scan row of offsets with normal noise, and their errors."""
+    offsets = np.random.default_rng(seed).normal(0.0, sigma, (1, 1, n))
+    return offsets, np.full(n, sigma)
+
+
+def test_a_line_pulled_by_a_step_further_off_gives_way_to_the_pixels_run():
+    # A boundary 17 pixels to the left of pixel 39, and a shifted pixel on
+    # the plateau at the median of its left side: the sides agree once the
+    # line's slope is allowed for, while the line, pulled up by the higher
+    # level, misses the pixels beside pixel 39 on both sides in the same
+    # direction, as round a cluster. The pixel's own run measures it, and
+    # the shifted pixels are still measured against the plateau.
+    offsets, errors = _noisy_row(11, 0.2)
+    shape = offsets.shape
+    offsets[..., :22] += 4.0
+    shifted = [34, 49]
+    offsets[0, 0, shifted] += 2.0
+    refs, _, _, _ = scoring.offset_references(
+        offsets.ravel(), errors, shape, scoring.run_window(64)
+    )
+    plateau = np.setdiff1d(np.arange(36, 64), shifted)
+    assert np.all(np.abs(refs[0][plateau]) < 0.3)
+    assert np.all(np.abs(refs[0][shifted]) < 0.3)
+
+
+def test_a_cluster_keeps_the_line_where_its_edge_is_the_step():
+    # A cluster eight pixels wide on a homogeneous row: the line misses the
+    # pixels beside each of its pixels in the same direction, and the
+    # window's best split lies at the cluster's edge, less than half a
+    # window away: no run of the cluster's own stands for it.
+    offsets, errors = _noisy_row(12, 0.45)
+    shape = offsets.shape
+    offsets[0, 0, 20:28] += 2.0
+    refs, _, _, _ = scoring.offset_references(
+        offsets.ravel(), errors, shape, scoring.run_window(64)
+    )
+    assert np.all(np.abs(refs[0][20:28]) < 0.7)
 
 
 def test_a_gradual_interface_keeps_no_run():
