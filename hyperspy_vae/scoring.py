@@ -1042,11 +1042,9 @@ def offset_references(offset, offset_error, map_shape, window):
     # that misses them on one side only, or on both in the same direction,
     # passes a region narrower than the sides (a cluster of shifted pixels,
     # the pixel in it or at its rim), which the line measures rightly.
-    across = (
-        end_step.all(axis=0)
-        & (counts > 0).all(axis=0)
-        & (np.sign(apart[0]) != np.sign(apart[1]))
-    )
+    flanked = end_step.all(axis=0) & (counts > 0).all(axis=0)
+    same_direction = np.sign(apart[0]) == np.sign(apart[1])
+    across = flanked & ~same_direction
     step |= across
     step |= ~np.isfinite(refs[0])
     # At a row's end (a side of fewer than two pixels) the row alone may hold
@@ -1062,12 +1060,7 @@ def offset_references(offset, offset_error, map_shape, window):
     # there the run is sought too, where the step lies at least half a
     # window away, further than the edge of a cluster the pixel lies in
     # (a cluster as wide as half the window is taken for a region anyway).
-    beside = (
-        end_step.all(axis=0)
-        & (counts > 0).all(axis=0)
-        & (np.sign(apart[0]) == np.sign(apart[1]))
-    )
-    across_step = np.flatnonzero((code == 1) | ((code == 0) & beside))
+    across_step = np.flatnonzero((code == 1) | ((code == 0) & flanked & same_direction))
     segment, segment_error = segment_lines(
         offset,
         offset_error,
