@@ -632,6 +632,72 @@ def segment_lines(offset, offset_error, map_shape, window, pixels, min_gap=None)
     return np.where(keep, line, np.nan), np.where(keep, error, np.nan)
 
 
+def longer_run_lines(offset, offset_error, map_shape, window, pixels):
+    """Lines through the longer of the two runs a step splits each window into.
+
+    Where a cluster of shifted pixels fills a row's end (see
+    :func:`offset_references`), it is a quarter of the window or more at
+    another level, all at one end: the Theil-Sen line through the whole
+    window leans towards it, most at the end, where the line is
+    extrapolated, and the cluster's pixels sit on it. The window's best
+    single step (see :func:`_best_split`, runs of at least
+    :data:`BOUNDARY_RUN` + 1 pixels) cuts the cluster off; the Theil-Sen line
+    through the longer run (the pixel itself left out), at least half the
+    window, stands for every pixel of the window, the cluster's and those
+    beside it alike, where the step is sharp (as in :func:`segment_lines`:
+    the :data:`BOUNDARY_RUN` pixels of the run next to the step sit on its
+    line within :data:`AGREEMENT_LIMIT` standard errors; a field that
+    curves towards the row's end is no cluster cut off).
+
+    Parameters
+    ----------
+    offset, offset_error : numpy.ndarray
+        ``(n_pixels,)`` fitted offsets and their standard errors.
+    map_shape : tuple of int
+        ``(n_maps, rows, columns)``.
+    window : int
+        Pixels on each side in a row (see :func:`run_window`).
+    pixels : numpy.ndarray of int
+        Flat indices of the pixels to compute.
+
+    Returns
+    -------
+    line, error : numpy.ndarray
+        ``(len(pixels),)`` each; NaN where no step splits the window or the
+        longer run holds less than half of it.
+    """
+    pixels = np.asarray(pixels, dtype=int)
+    if len(pixels) == 0:
+        return np.full(0, np.nan), np.full(0, np.nan)
+    width = 2 * window + 1
+    values = _row_windows(offset, map_shape, window)[pixels].copy()
+    values[:, window] = np.nan
+    errors = _row_windows(offset_error, map_shape, window)[pixels]
+    split = _best_split(values, BOUNDARY_RUN + 1)
+    position = np.arange(width)
+    first = position[None, :] < split[:, None]
+    known = np.isfinite(values)
+    longer_first = (known & first).sum(axis=1) >= (known & ~first).sum(axis=1)
+    longer = np.where(longer_first[:, None], first, ~first)
+    run = np.where(longer, values, np.nan)
+    x = position.astype(np.float64) - window
+    line, error, slope = _theil_sen(run, errors, x)
+    # The step must be sharp, as for :func:`segment_lines`: a field that
+    # curves towards the row's end is no cluster cut off.
+    rim = longer & np.where(
+        longer_first[:, None],
+        position >= split[:, None] - BOUNDARY_RUN,
+        position < split[:, None] + BOUNDARY_RUN,
+    )
+    rim_level, rim_error = _median_level(
+        np.where(rim, values - slope[:, None] * x, np.nan), errors
+    )
+    with np.errstate(invalid="ignore"):
+        sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
+    usable = (split > 0) & (np.isfinite(run).sum(axis=1) >= (window + 1) // 2) & sharp
+    return np.where(usable, line, np.nan), np.where(usable, error, np.nan)
+
+
 def _level_run(run, errors):
     """Whether each run holds one level: its own best split changes nothing.
 
@@ -903,7 +969,9 @@ def offset_references(offset, offset_error, map_shape, window):
     :func:`_extended_in_columns`; a drift step leaves them flat), and few
     pixels above and below sit at the short side's level (see
     :func:`_narrow_in_columns`): a cluster of shifted pixels fills the
-    short side. Which candidate a pixel
+    short side, and the line through the window's longer run, beyond the
+    cluster's edge, replaces the whole window's, which leans towards the
+    cluster (see :func:`longer_run_lines`). Which candidate a pixel
     is compared with is decided by :func:`candidate_choice`, from the
     latent points.
 
@@ -1073,6 +1141,16 @@ def offset_references(offset, offset_error, map_shape, window):
     refs[0][across_step[found]] = segment[found]
     errs[0][across_step[found]] = segment_error[found]
     code[across_step[found]] = 3
+    # Where a cluster fills the short side, it also pulls the whole window's
+    # line towards it: the line through the window's longer run measures
+    # the pixel (see :func:`longer_run_lines`).
+    pulled = np.flatnonzero(local & (code == 0))
+    longer, longer_error = longer_run_lines(
+        offset, offset_error, map_shape, window, pulled
+    )
+    found = np.isfinite(longer)
+    refs[0][pulled[found]] = longer[found]
+    errs[0][pulled[found]] = longer_error[found]
     return refs, errs, code, mixed
 
 

@@ -374,6 +374,46 @@ def test_a_cluster_at_a_rows_end_is_measured_against_the_line():
     assert np.all(np.abs(line[own_line] - 3.5) < 0.3)  # drift step + region
 
 
+def test_a_cluster_filling_a_rows_end_does_not_pull_the_line():
+    # Eight shifted pixels fill the ends of four rows: a quarter of the
+    # window of the pixels near the end, all at one end. The line through
+    # the whole window leans towards them; the line through the window's
+    # longer run, beyond the cluster's edge, measures them and the normal
+    # pixels beside them at the normal level.
+    rng = np.random.default_rng(13)
+    shape = (1, 40, 64)
+    offsets = rng.normal(0.0, 0.45, shape)
+    offsets[0, 4:8, 56:] += 2.0
+    errors = np.full(offsets.size, 0.45)
+    refs, _, step, _ = scoring.offset_references(
+        offsets.ravel(), errors, shape, scoring.run_window(64)
+    )
+    line = refs[0].reshape(shape[1:])[4:8, 48:]
+    measured = step.reshape(shape[1:])[4:8, 48:] == 0  # by the line
+    assert measured[:, 8:].sum() >= 24
+    assert np.all(np.abs(line[:, 8:][measured[:, 8:]]) < 0.5)  # the cluster
+    assert np.mean(np.abs(line[:, :8][measured[:, :8]])) < 0.3  # beside it
+
+
+def test_a_field_curving_towards_a_rows_end_is_no_cluster_cut_off():
+    # A block at the row's end is cut off by a sharp step, and the longer
+    # run's line stands for the pixels near it; a field rising gradually
+    # over the same pixels is no block: no line.
+    rng = np.random.default_rng(14)
+    shape = (1, 1, 64)
+    noise = rng.normal(0.0, 0.05, shape)
+    errors = np.full(64, 0.05)
+    window = scoring.run_window(64)
+    pixels = np.arange(52, 64)
+    block = noise.copy()
+    block[0, 0, 56:] += 2.0
+    line, _ = scoring.longer_run_lines(block.ravel(), errors, shape, window, pixels)
+    assert np.all(np.abs(line) < 0.1)
+    curved = noise + np.clip(np.arange(64) - 44.0, 0, None)[None, None] ** 2 / 180
+    line, _ = scoring.longer_run_lines(curved.ravel(), errors, shape, window, pixels)
+    assert np.isnan(line).all()
+
+
 def test_a_cluster_at_a_rows_end_under_row_jitter_is_measured_against_the_line():
     # With row-to-row drift jitter every row's drift jumps, so the rows
     # around cannot show that no drift step happened in a row. The rows
