@@ -49,6 +49,7 @@ __all__ = [
     "one_sided_references",
     "offset_references",
     "segment_lines",
+    "longer_run_lines",
     "offset_score",
     "OFFSET_SMOOTHINGS",
     "least_scattered",
@@ -663,8 +664,8 @@ def longer_run_lines(offset, offset_error, map_shape, window, pixels):
     Returns
     -------
     line, error : numpy.ndarray
-        ``(len(pixels),)`` each; NaN where no step splits the window or the
-        longer run holds less than half of it.
+        ``(len(pixels),)`` each; NaN where no step splits the window, the
+        longer run holds less than half of it, or the step is not sharp.
     """
     pixels = np.asarray(pixels, dtype=int)
     if len(pixels) == 0:
