@@ -594,28 +594,58 @@ def segment_lines(offset, offset_error, map_shape, window, pixels, min_gap=None)
     error = np.full(len(pixels), np.nan)
     if len(pixels) == 0:
         return line, error
-    width = 2 * window + 1
-    values = _row_windows(offset, map_shape, window)[pixels].copy()
-    values[:, window] = np.nan
-    errors = _row_windows(offset_error, map_shape, window)[pixels]
-    split = _best_split(values, BOUNDARY_RUN + 1)
-    position = np.arange(width)
+    values, errors, split = _split_windows(
+        offset, offset_error, map_shape, window, pixels
+    )
     after = window >= split  # the pixel lies in the second run
     gap = np.where(after, window - split, split - 1 - window)
     min_gap = BOUNDARY_RUN if min_gap is None else np.asarray(min_gap)
-    usable = (split > 0) & (gap >= min_gap)
-    own = np.where(
-        after[:, None], position >= split[:, None], position < split[:, None]
-    )
-    run = np.where(own, values, np.nan)
+    run, x, line, error, slope, sharp = _run_line(values, errors, split, after)
     # A run shorter than half the window may be a cluster of shifted pixels
     # itself (cut off at a row's end), as a short side may.
-    usable &= np.isfinite(run).sum(axis=1) >= (window + 1) // 2
+    keep = (
+        (split > 0)
+        & (gap >= min_gap)
+        & (np.isfinite(run).sum(axis=1) >= (window + 1) // 2)
+        & sharp
+        & np.isfinite(line)
+        & _level_run(run - slope[:, None] * x, errors)
+    )
+    return np.where(keep, line, np.nan), np.where(keep, error, np.nan)
+
+
+def _split_windows(offset, offset_error, map_shape, window, pixels):
+    """Each pixel's row window (itself NaN), their errors and best split."""
+    values = _row_windows(offset, map_shape, window)[pixels].copy()
+    values[:, window] = np.nan
+    errors = _row_windows(offset_error, map_shape, window)[pixels]
+    return values, errors, _best_split(values, BOUNDARY_RUN + 1)
+
+
+def _run_line(values, errors, split, second):
+    """Theil-Sen line through one run of each split window, and its step's sharpness.
+
+    ``second`` says which run: the one from ``split`` on (True) or the one
+    before it. The step is sharp where the :data:`BOUNDARY_RUN` pixels of
+    the run next to it sit on the run's line within
+    :data:`AGREEMENT_LIMIT` standard errors (a gradual interface, which
+    one step does not describe, is not).
+
+    Returns
+    -------
+    run, x, line, error, slope, sharp : numpy.ndarray
+        The run's values (NaN elsewhere), the positions about the pixel,
+        the line at the pixel, its error and slope, and the sharpness.
+    """
+    window = values.shape[1] // 2
+    position = np.arange(values.shape[1])
+    after = position[None, :] >= split[:, None]
+    in_run = np.where(second[:, None], after, ~after)
+    run = np.where(in_run, values, np.nan)
     x = position.astype(np.float64) - window
     line, error, slope = _theil_sen(run, errors, x)
-    # The pixels of the run next to the step.
-    rim = own & np.where(
-        after[:, None],
+    rim = in_run & np.where(
+        second[:, None],
         position < split[:, None] + BOUNDARY_RUN,
         position >= split[:, None] - BOUNDARY_RUN,
     )
@@ -624,13 +654,7 @@ def segment_lines(offset, offset_error, map_shape, window, pixels, min_gap=None)
     )
     with np.errstate(invalid="ignore"):
         sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
-    keep = (
-        usable
-        & sharp
-        & np.isfinite(line)
-        & _level_run(run - slope[:, None] * x, errors)
-    )
-    return np.where(keep, line, np.nan), np.where(keep, error, np.nan)
+    return run, x, line, error, slope, sharp
 
 
 def longer_run_lines(offset, offset_error, map_shape, window, pixels):
@@ -670,31 +694,15 @@ def longer_run_lines(offset, offset_error, map_shape, window, pixels):
     pixels = np.asarray(pixels, dtype=int)
     if len(pixels) == 0:
         return np.full(0, np.nan), np.full(0, np.nan)
-    width = 2 * window + 1
-    values = _row_windows(offset, map_shape, window)[pixels].copy()
-    values[:, window] = np.nan
-    errors = _row_windows(offset_error, map_shape, window)[pixels]
-    split = _best_split(values, BOUNDARY_RUN + 1)
-    position = np.arange(width)
-    first = position[None, :] < split[:, None]
+    values, errors, split = _split_windows(
+        offset, offset_error, map_shape, window, pixels
+    )
+    first = np.arange(values.shape[1])[None, :] < split[:, None]
     known = np.isfinite(values)
-    longer_first = (known & first).sum(axis=1) >= (known & ~first).sum(axis=1)
-    longer = np.where(longer_first[:, None], first, ~first)
-    run = np.where(longer, values, np.nan)
-    x = position.astype(np.float64) - window
-    line, error, slope = _theil_sen(run, errors, x)
+    second = (known & first).sum(axis=1) < (known & ~first).sum(axis=1)
     # The step must be sharp, as for :func:`segment_lines`: a field that
     # curves towards the row's end is no cluster cut off.
-    rim = longer & np.where(
-        longer_first[:, None],
-        position >= split[:, None] - BOUNDARY_RUN,
-        position < split[:, None] + BOUNDARY_RUN,
-    )
-    rim_level, rim_error = _median_level(
-        np.where(rim, values - slope[:, None] * x, np.nan), errors
-    )
-    with np.errstate(invalid="ignore"):
-        sharp = np.abs(rim_level - line) <= AGREEMENT_LIMIT * np.hypot(rim_error, error)
+    run, _, line, error, _, sharp = _run_line(values, errors, split, second)
     usable = (split > 0) & (np.isfinite(run).sum(axis=1) >= (window + 1) // 2) & sharp
     return np.where(usable, line, np.nan), np.where(usable, error, np.nan)
 
