@@ -251,7 +251,7 @@ def _threshold_flagging(scores, k):
     return float(0.5 * (s[k - 1] + s[k]))
 
 
-def expected_f1_threshold(scores, p_values, fdr):
+def expected_f1_threshold(scores, p_values, fdr, max_fdr=MAX_FDR):
     """Score threshold that maximises the F1 score expected under the fitted null.
 
     Whether the map holds anomalies at all is decided conservatively: where
@@ -264,7 +264,7 @@ def expected_f1_threshold(scores, p_values, fdr):
     excess), and at most ``n c`` normal ones (an upper bound: the null is
     taken to hold for every pixel). The cutoff maximises the expected
     ``2 A(c) / (A(c) + n c + n_anomalous)``, and no more pixels are flagged
-    than Benjamini-Hochberg at :data:`MAX_FDR` would. The cutoff comes from
+    than Benjamini-Hochberg at ``max_fdr`` would. The cutoff comes from
     the fitted curve, not from the ranked p-values themselves: the F1 of the
     ``k`` smallest p-values is flat about its maximum, and its argmax moved
     with the noise that different fits leave in the p-values: on a 64 x 64
@@ -279,6 +279,9 @@ def expected_f1_threshold(scores, p_values, fdr):
         The p-values behind ``scores``.
     fdr : float
         False-discovery rate of the fallback.
+    max_fdr : float, default :data:`MAX_FDR`
+        The bound on the flags (1: none; for benchmarks on p-values known
+        to be exact).
 
     Returns
     -------
@@ -298,7 +301,7 @@ def expected_f1_threshold(scores, p_values, fdr):
     f1 = 2.0 * anomalous / (anomalous + n * cutoffs + n_anomalous)
     flagged = int(np.count_nonzero(p <= cutoffs[np.argmax(f1)]))
     k = np.arange(1, n + 1)
-    passed = np.nonzero(p <= MAX_FDR * k / n)[0]
+    passed = np.nonzero(p <= max_fdr * k / n)[0]
     most = 0 if passed.size == 0 else passed[-1] + 1
     return _threshold_flagging(scores, min(flagged, most))
 

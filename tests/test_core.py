@@ -710,6 +710,21 @@ def test_expected_f1_threshold_adapts_and_falls_back():
     assert (scores > thresholds.expected_f1_threshold(scores, null, 0.05)).sum() <= 1
 
 
+def test_expected_f1_threshold_bound_on_the_flags():
+    # Many weak anomalies: the expected F1 is highest with more flags than
+    # Benjamini-Hochberg at MAX_FDR allows; the bound holds them there, and
+    # max_fdr=1 lifts it.
+    rng = np.random.default_rng(3)
+    p = np.concatenate([rng.uniform(size=4000), 10 ** -rng.uniform(0.5, 3, 300)])
+    scores = -np.log10(p)
+    k = np.arange(1, p.size + 1)
+    passed = np.nonzero(np.sort(p) <= thresholds.MAX_FDR * k / p.size)[0]
+    bounded = scores > thresholds.expected_f1_threshold(scores, p, 0.05)
+    unbounded = scores > thresholds.expected_f1_threshold(scores, p, 0.05, max_fdr=1.0)
+    assert bounded.sum() <= passed[-1] + 1
+    assert unbounded.sum() > 2 * bounded.sum()
+
+
 def test_expected_f1_threshold_is_steadier_than_the_ranked_p_values_argmax():
     # The same map scored by different fits: every p-value moves a little
     # (0.15 in log10). The cutoff from the fitted mixture moves the number of

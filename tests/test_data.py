@@ -103,6 +103,31 @@ def test_limit_separates_anomalies(options):
     assert np.mean(lr[truth.anomalous]) > np.quantile(lr[~truth.anomalous], 0.99)
 
 
+@pytest.mark.parametrize(
+    ("options", "shape", "tolerance"),
+    [
+        (dict(), (40, 40), 0.1),
+        (dict(gain=30.0, read_noise=30.0, dose=0.1), (40, 40), 0.1),
+        (dict(noise_factor=4.0), (40, 40), 0.1),
+        # Correlated channels: a dense covariance per pixel, so a smaller cube.
+        (dict(psf_sigma=1.0, n_channels=160, dispersion=0.5), (16, 16), 0.2),
+    ],
+)
+def test_limit_p_values_are_uniform_on_a_clean_map(options, shape, tolerance):
+    # The ratio standardised by its null moments: a standard normal on
+    # normal pixels, whichever branch (Poisson, Gaussian readings,
+    # correlated channels) computes it.
+    s, truth = fe_l23_spectrum_image(
+        shape, shift=0.5, fraction=0.0, random_state=9, **options
+    )
+    mean, std = truth.likelihood_ratio_null()
+    z = (truth.likelihood_ratio(s.data) - mean) / std
+    assert abs(z.mean()) < tolerance
+    assert abs(z.std() - 1.0) < tolerance
+    p = truth.limit_p_values(s.data)
+    assert np.mean(p < 0.1) == pytest.approx(0.1, abs=tolerance / 2)
+
+
 def test_plural_scattering_weakens_the_white_lines():
     plain, t0 = fe_l23_spectrum_image((8, 8), fraction=0.0, drift=0.0, random_state=8)
     thick, t1 = fe_l23_spectrum_image(

@@ -119,6 +119,68 @@ class SyntheticTruth:
             )
         return _banded_discriminant(y, mu0, mu1, gain, read, sigma)
 
+    def likelihood_ratio_null(self):
+        """Mean and standard deviation of :meth:`likelihood_ratio` of a normal pixel.
+
+        Each pixel's own: the ratio is a sum over channels of terms linear
+        (Poisson counts, correlated channels) or quadratic (Gaussian
+        readings) in its counts, whose moments under the normal hypothesis
+        follow from the expected counts and the detector's variance (the
+        readings' fourth moment taken as a normal's).
+
+        Returns
+        -------
+        mean, std : numpy.ndarray
+            Navigation-shaped each.
+        """
+        mu1 = np.maximum(self.expected_anomalous.astype(np.float64), 1e-12)
+        mu0 = np.maximum(self.expected_normal.astype(np.float64), 1e-12)
+        if self._poisson:
+            log_ratio = np.log(mu1 / mu0)
+            mean = np.sum(mu0 * log_ratio - (mu1 - mu0), axis=-1)
+            return mean, np.sqrt(np.sum(mu0 * log_ratio**2, axis=-1))
+        gain = self.noise.get("gain", 1.0) * self.noise.get("noise_factor", 1.0)
+        read = self.noise.get("read_noise", 0.0) ** 2
+        sigma = self.noise.get("psf_sigma", 0.0)
+        if sigma == 0:
+            v0 = gain * mu0 + read
+            v1 = gain * mu1 + read
+            d = mu0 - mu1
+            # Per channel, with y = mu0 + e: -(e^2 (1/v1 - 1/v0) + 2 e d / v1
+            # + d^2 / v1 + log(v1 / v0)) / 2.
+            mean = -0.5 * np.sum(v0 / v1 - 1.0 + d**2 / v1 + np.log(v1 / v0), axis=-1)
+            variance = np.sum(
+                0.5 * v0**2 * (1.0 / v1 - 1.0 / v0) ** 2 + d**2 * v0 / v1**2, axis=-1
+            )
+            return mean, np.sqrt(variance)
+        # A linear discriminant w'(y - m): its mean is its value at mu0, its
+        # variance w'(mu1 - mu0), the difference of its values at mu1 and mu0.
+        at_normal = _banded_discriminant(mu0, mu0, mu1, gain, read, sigma)
+        at_anomalous = _banded_discriminant(mu1, mu0, mu1, gain, read, sigma)
+        return at_normal, np.sqrt(np.maximum(at_anomalous - at_normal, 1e-300))
+
+    def limit_p_values(self, counts):
+        """p-values of :meth:`likelihood_ratio` under each pixel's normal hypothesis.
+
+        The ratio standardised by :meth:`likelihood_ratio_null` (a sum over
+        many channels, close to normal), one-sided: the limit's p-values,
+        for a threshold rule to be tried on scores that are as good as any.
+
+        Parameters
+        ----------
+        counts : numpy.ndarray
+            Observed counts, same shape as :attr:`expected`.
+
+        Returns
+        -------
+        numpy.ndarray
+            Navigation-shaped p-values.
+        """
+        from scipy import stats
+
+        mean, std = self.likelihood_ratio_null()
+        return stats.norm.sf((self.likelihood_ratio(counts) - mean) / std)
+
 
 def _banded_discriminant(y, mu0, mu1, gain, read, sigma):
     """Linear discriminant ``d' C^-1 (y - m)`` with the blurred noise covariance.
