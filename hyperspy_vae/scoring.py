@@ -50,7 +50,6 @@ __all__ = [
     "offset_references",
     "segment_lines",
     "longer_run_lines",
-    "pooled_slope_lines",
     "offset_score",
     "OFFSET_SMOOTHINGS",
     "least_scattered",
@@ -521,99 +520,6 @@ def _row_lines(values, errors, map_shape, window):
     return line.ravel(), error.ravel(), slopes_out.ravel()
 
 
-def pooled_slope_lines(values, errors, map_shape, window, slope):
-    """Each pixel's row line with the slope of the rows around, where they agree.
-
-    The line of :func:`_row_lines` takes its slope from the pixel's row
-    window alone; extrapolated to a row's end from a few pixels (five on
-    each side of a 10 x 6 map), the slope's error is most of the line's.
-    A drift changes slowly from row to row (jitter moves whole rows, not
-    their slopes), so the slopes of the rows around (see
-    :func:`_pooled_slopes`) estimate a row's with a fraction of its error;
-    the line is then the median of the window less that slope.
-
-    Parameters
-    ----------
-    values, errors : numpy.ndarray
-        ``(n_pixels,)`` offsets and their standard errors.
-    map_shape : tuple of int
-        ``(n_maps, rows, columns)``.
-    window : int
-        Pixels on each side in a row (see :func:`run_window`).
-    slope : numpy.ndarray
-        ``(n_pixels,)``: the row windows' own slopes (from
-        :func:`_row_lines`).
-
-    Returns
-    -------
-    line, error : numpy.ndarray
-        ``(n_pixels,)`` each; NaN where the row's own slope departs from
-        the rows' around (by more than :data:`AGREEMENT_LIMIT` standard
-        errors: a drift that settles, a step in the row), on a line scan,
-        and where fewer than two values remain.
-    """
-    n_maps, rows, cols = map_shape
-    width = 2 * window + 1
-    windows = _row_windows(values, map_shape, window).copy()
-    windows[:, window] = np.nan  # the pixel itself
-    error_windows = _row_windows(errors, map_shape, window)
-    x = np.arange(width, dtype=np.float64) - window
-    line = np.full(values.size, np.nan)
-    error = np.full(values.size, np.nan)
-    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        known = np.isfinite(windows)
-        n = known.sum(axis=1)
-        mean_x = np.nansum(np.where(known, x, np.nan), axis=1) / np.maximum(n, 1)
-        spread = np.nansum(np.where(known, (x - mean_x[:, None]) ** 2, np.nan), axis=1)
-        sigma = nanmedian_last(np.where(known, error_windows, np.nan))
-        # The Theil-Sen slope's error: a least-squares slope's times sqrt(pi/2).
-        own_error = np.sqrt(np.pi / 2) * sigma / np.sqrt(np.maximum(spread, 1e-12))
-        pooled, pooled_error, agree = _pooled_slopes(slope, own_error, map_shape)
-        use = agree & (n >= 2)
-        line[use] = nanmedian_last(windows[use] - pooled[use, None] * x)
-        error[use] = np.sqrt(
-            np.pi / 2 * sigma[use] ** 2 / n[use]
-            + (mean_x[use] * pooled_error[use]) ** 2
-        )
-    return line, error
-
-
-def _pooled_slopes(slope, slope_error, map_shape):
-    """The median slope of the rows around each pixel's, and whether its own agrees.
-
-    The rows within :func:`run_window` rows on each side, at the pixel's
-    column; the median's error is ``sqrt(pi / 2)`` times the rows' median
-    error over the square root of their number.
-
-    Returns
-    -------
-    pooled, pooled_error : numpy.ndarray
-        ``(n_pixels,)`` each.
-    agree : numpy.ndarray of bool
-        ``(n_pixels,)``: the row's own slope lies within
-        :data:`AGREEMENT_LIMIT` standard errors of the rows' (never on a
-        single row, which has no other rows).
-    """
-    n_maps, rows, cols = map_shape
-    own = slope.reshape(map_shape)
-    own_error = slope_error.reshape(map_shape)
-    k = run_window(rows)
-    pooled = np.empty(map_shape)
-    pooled_error = np.empty(map_shape)
-    for r in range(rows):
-        near = slice(max(0, r - k), min(rows, r + k + 1))
-        count = near.stop - near.start
-        pooled[:, r] = np.median(own[:, near], axis=1)
-        pooled_error[:, r] = (
-            np.sqrt(np.pi / 2) * np.median(own_error[:, near], axis=1) / np.sqrt(count)
-        )
-    agree = (rows > 1) & (
-        np.abs(own - pooled) <= AGREEMENT_LIMIT * np.hypot(own_error, pooled_error)
-    )
-    return pooled.ravel(), pooled_error.ravel(), agree.ravel()
-
-
 def _best_split(windows, min_run):
     """Where a step best splits each window into two runs of constant level.
 
@@ -1053,9 +959,7 @@ def offset_references(offset, offset_error, map_shape, window):
 
     0. *line*: a robust straight line through the ``window`` pixels on each
        side in its scan row (see :func:`_row_lines`): a linear drift or
-       composition trend cancels, at the ends of a row too; where no step is
-       near (or none can be told, at a row's end), its slope is the rows'
-       around where the row's own agrees (see :func:`pooled_slope_lines`);
+       composition trend cancels, at the ends of a row too;
     1, 2. *left*, *right*: the median of the row's pixels on one side only;
     3, 4. *up*, *down*: the median of the :data:`VERTICAL_RUN` pixels above
        (below) in its column, corrected for the drift between the rows.
@@ -1256,18 +1160,6 @@ def offset_references(offset, offset_error, map_shape, window):
     found = np.isfinite(longer)
     refs[0][pulled[found]] = longer[found]
     errs[0][pulled[found]] = longer_error[found]
-    # Elsewhere, where no step is near or none can be told (a row's end),
-    # the line takes the slope of the rows around where the row's own
-    # agrees with it (see :func:`pooled_slope_lines`).
-    plain = np.ones(n, dtype=bool)
-    plain[pulled[found]] = False
-    plain &= (code == 0) | (code == 2)
-    pooled, pooled_error = pooled_slope_lines(
-        offset, offset_error, map_shape, window, slope
-    )
-    plain &= np.isfinite(pooled)
-    refs[0][plain] = pooled[plain]
-    errs[0][plain] = pooled_error[plain]
     return refs, errs, code, mixed
 
 

@@ -395,58 +395,6 @@ def test_a_cluster_filling_a_rows_end_does_not_pull_the_line():
     assert np.mean(np.abs(line[:, :8][measured[:, :8]])) < 0.3  # beside it
 
 
-def test_a_small_maps_row_end_takes_the_slope_of_the_rows_around():
-    # A 10 x 6 map under a slow drift: at a row's end the row's own line is
-    # extrapolated from five pixels, and its slope's error dominates. The
-    # rows' shared slope gives the end pixels a line with a smaller error
-    # and no bias, and a shifted pixel there departs from it by more
-    # standard errors.
-    rng = np.random.default_rng(21)
-    shape = (1, 6, 10)
-    trend = 0.02 * np.arange(10)[None, None]
-    errors = np.full(60, 0.4)
-    own_errors, pooled_errors, own_z, pooled_z, departures = [], [], [], [], []
-    for _ in range(40):
-        offsets = trend + rng.normal(0.0, 0.4, shape)
-        offsets[0, 2, 9] += 2.0
-        flat = offsets.ravel()
-        window = scoring.run_window(10)
-        line, line_error, _ = scoring._row_lines(flat, errors, shape, window)
-        refs, errs, step, _ = scoring.offset_references(flat, errors, shape, window)
-        ends = np.flatnonzero((np.arange(60) % 10 >= 8) & (step != 1) & (step != 3))
-        own_errors.append(line_error[ends])
-        pooled_errors.append(errs[0][ends])
-        normal = ends[ends != 29]
-        departures.append(
-            refs[0][normal] - np.broadcast_to(trend, shape).ravel()[normal]
-        )
-        if step[29] in (0, 2):
-            own_z.append((flat[29] - line[29]) / np.hypot(0.4, line_error[29]))
-            pooled_z.append((flat[29] - refs[0][29]) / np.hypot(0.4, errs[0][29]))
-    assert np.median(np.concatenate(pooled_errors)) < 0.85 * np.median(
-        np.concatenate(own_errors)
-    )
-    assert abs(np.mean(np.concatenate(departures))) < 0.1
-    assert np.mean(pooled_z) > np.mean(own_z) + 0.5
-
-
-def test_a_row_whose_drift_settles_keeps_its_own_slope():
-    # The first row's drift settles steeply while the others are flat: its
-    # slope departs from the rows' around, and its own line stands.
-    rng = np.random.default_rng(22)
-    shape = (1, 8, 64)
-    offsets = rng.normal(0.0, 0.05, shape)
-    offsets[0, 0] += 0.05 * np.arange(64)
-    flat = offsets.ravel()
-    errors = np.full(flat.size, 0.05)
-    window = scoring.run_window(64)
-    _, _, slope = scoring._row_lines(flat, errors, shape, window)
-    line, _ = scoring.pooled_slope_lines(flat, errors, shape, window, slope)
-    line = line.reshape(shape[1:])
-    assert np.isnan(line[0]).all()
-    assert np.isfinite(line[2:]).all()
-
-
 def test_a_field_curving_towards_a_rows_end_is_no_cluster_cut_off():
     # A block at the row's end is cut off by a sharp step, and the longer
     # run's line stands for the pixels near it; a field rising gradually
