@@ -211,6 +211,12 @@ def separations(ratio, anomalous):
     return (ratio[anomalous] - normal.mean()) / normal.std()
 
 
+def _limit_scores(truth, counts):
+    """The limit's p-values and their scores, ``-log10`` of them."""
+    p_values = truth.limit_p_values(counts)
+    return p_values, -np.log10(np.maximum(p_values, 1e-300))
+
+
 def limit_rows(case, seed):
     """The limit, and the limit of a detector that does not know the shift's sign.
 
@@ -240,15 +246,14 @@ def limit_rows(case, seed):
     # The limit's own p-values through the detector's automatic threshold:
     # what the threshold rule costs scores as good as any (and, on the
     # clean map of the seed, what it flags there).
-    p_values = truth.limit_p_values(s.data)
-    scores = -np.log10(np.maximum(p_values, 1e-300))
+    p_values, scores = _limit_scores(truth, s.data)
     threshold = rule_threshold(scores, "f1", fdr=0.05)
     # The same rule without its bound on the flags (Benjamini-Hochberg at
     # MAX_FDR), which guards against p-values whose tail is too light: these
     # are exact.
     unbounded = expected_f1_threshold(scores, p_values, 0.05, max_fdr=1.0)
     clean, clean_truth = make_map(case, seed, False)
-    clean_scores = -np.log10(np.maximum(clean_truth.limit_p_values(clean.data), 1e-300))
+    _, clean_scores = _limit_scores(clean_truth, clean.data)
     row = dict(
         case=case,
         seed=seed,

@@ -78,6 +78,18 @@ class SyntheticTruth:
             and noise.get("psf_sigma", 0.0) == 0.0
         )
 
+    def _means(self):
+        """Expected counts of every pixel, normal and anomalous (float64, > 0)."""
+        mu0 = np.maximum(self.expected_normal.astype(np.float64), 1e-12)
+        mu1 = np.maximum(self.expected_anomalous.astype(np.float64), 1e-12)
+        return mu0, mu1
+
+    def _readings(self):
+        """Variance per count, read-noise variance and point-spread width."""
+        noise = self.noise
+        gain = noise.get("gain", 1.0) * noise.get("noise_factor", 1.0)
+        return gain, noise.get("read_noise", 0.0) ** 2, noise.get("psf_sigma", 0.0)
+
     def likelihood_ratio(self, counts):
         """Per-pixel log-likelihood ratio, anomalous against normal.
 
@@ -103,13 +115,10 @@ class SyntheticTruth:
         y = np.asarray(counts, dtype=np.float64)
         if self.spike_counts is not None:
             y = y - self.spike_counts
-        mu1 = np.maximum(self.expected_anomalous.astype(np.float64), 1e-12)
-        mu0 = np.maximum(self.expected_normal.astype(np.float64), 1e-12)
+        mu0, mu1 = self._means()
         if self._poisson:
             return np.sum(y * np.log(mu1 / mu0) - (mu1 - mu0), axis=-1)
-        gain = self.noise.get("gain", 1.0) * self.noise.get("noise_factor", 1.0)
-        read = self.noise.get("read_noise", 0.0) ** 2
-        sigma = self.noise.get("psf_sigma", 0.0)
+        gain, read, sigma = self._readings()
         if sigma == 0:
             v0 = gain * mu0 + read
             v1 = gain * mu1 + read
@@ -133,15 +142,12 @@ class SyntheticTruth:
         mean, std : numpy.ndarray
             Navigation-shaped each.
         """
-        mu1 = np.maximum(self.expected_anomalous.astype(np.float64), 1e-12)
-        mu0 = np.maximum(self.expected_normal.astype(np.float64), 1e-12)
+        mu0, mu1 = self._means()
         if self._poisson:
             log_ratio = np.log(mu1 / mu0)
             mean = np.sum(mu0 * log_ratio - (mu1 - mu0), axis=-1)
             return mean, np.sqrt(np.sum(mu0 * log_ratio**2, axis=-1))
-        gain = self.noise.get("gain", 1.0) * self.noise.get("noise_factor", 1.0)
-        read = self.noise.get("read_noise", 0.0) ** 2
-        sigma = self.noise.get("psf_sigma", 0.0)
+        gain, read, sigma = self._readings()
         if sigma == 0:
             v0 = gain * mu0 + read
             v1 = gain * mu1 + read
