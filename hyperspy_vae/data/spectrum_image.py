@@ -12,7 +12,7 @@ by default their Fe L2,3 edge is shifted by ``shift`` eV.
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, stats
 
 from . import nuisances
 from .edges import (
@@ -90,6 +90,11 @@ class SyntheticTruth:
         gain = noise.get("gain", 1.0) * noise.get("noise_factor", 1.0)
         return gain, noise.get("read_noise", 0.0) ** 2, noise.get("psf_sigma", 0.0)
 
+    def _variances(self, mu0, mu1):
+        """The readings' variances under the normal and the anomalous means."""
+        gain, read, _ = self._readings()
+        return gain * mu0 + read, gain * mu1 + read
+
     def likelihood_ratio(self, counts):
         """Per-pixel log-likelihood ratio, anomalous against normal.
 
@@ -120,8 +125,7 @@ class SyntheticTruth:
             return np.sum(y * np.log(mu1 / mu0) - (mu1 - mu0), axis=-1)
         gain, read, sigma = self._readings()
         if sigma == 0:
-            v0 = gain * mu0 + read
-            v1 = gain * mu1 + read
+            v0, v1 = self._variances(mu0, mu1)
             return -0.5 * np.sum(
                 (y - mu1) ** 2 / v1 + np.log(v1) - (y - mu0) ** 2 / v0 - np.log(v0),
                 axis=-1,
@@ -149,8 +153,7 @@ class SyntheticTruth:
             return mean, np.sqrt(np.sum(mu0 * log_ratio**2, axis=-1))
         gain, read, sigma = self._readings()
         if sigma == 0:
-            v0 = gain * mu0 + read
-            v1 = gain * mu1 + read
+            v0, v1 = self._variances(mu0, mu1)
             d = mu0 - mu1
             # Per channel, with y = mu0 + e: -(e^2 (1/v1 - 1/v0) + 2 e d / v1
             # + d^2 / v1 + log(v1 / v0)) / 2.
@@ -182,8 +185,6 @@ class SyntheticTruth:
         numpy.ndarray
             Navigation-shaped p-values.
         """
-        from scipy import stats
-
         mean, std = self.likelihood_ratio_null()
         return stats.norm.sf((self.likelihood_ratio(counts) - mean) / std)
 
