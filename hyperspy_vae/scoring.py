@@ -373,6 +373,34 @@ def run_window(n_columns):
     return int(np.clip(n_columns // 2, 4, 32))
 
 
+def _side_medians(rows, window):
+    """Medians of the ``window`` values left and right of each column of ``rows``.
+
+    ``rows`` is ``(n_rows, n_columns, ...)``; a side beyond the row's end
+    holds fewer values, and no value gives NaN. As ``numpy.median`` of each
+    side (NaN where a side holds a NaN), for every column at once.
+    """
+    n_cols = rows.shape[1]
+    pad = [(0, 0)] * rows.ndim
+    pad[1] = (window, window)
+    padded = np.pad(rows, pad, constant_values=np.nan)
+    missing = np.pad(np.isnan(rows), pad).astype(np.int64)
+    # Side windows of column x: padded columns x .. x + window - 1 (left)
+    # and x + window + 1 .. x + 2 window (right), the window axis last.
+    sides = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
+    holes = np.cumsum(np.pad(missing, [(0, 0), (1, 0)] + pad[2:]), axis=1)
+    medians = []
+    for first in (0, window + 1):
+        median = nanmedian_last(sides[:, first : first + n_cols])
+        # A NaN among the values themselves makes the median NaN.
+        has_nan = (
+            holes[:, first + window : first + window + n_cols]
+            - holes[:, first : first + n_cols]
+        )
+        medians.append(np.where(has_nan > 0, np.nan, median))
+    return medians
+
+
 def one_sided_references(values, map_shape, window, keep_short=False):
     """Medians of the ``window`` values left and right of each pixel in its row.
 
@@ -401,18 +429,13 @@ def one_sided_references(values, map_shape, window, keep_short=False):
     trailing = v.shape[1:]
     rows = v.reshape(-1, map_shape[2], *trailing)
     n_rows, n_cols = rows.shape[:2]
-    left = np.full(rows.shape, np.nan)
-    right = np.full(rows.shape, np.nan)
-    count_left = np.zeros((n_rows, n_cols), dtype=np.int64)
-    count_right = np.zeros((n_rows, n_cols), dtype=np.int64)
-    for x in range(n_cols):
-        lo, hi = max(0, x - window), min(n_cols, x + 1 + window)
-        if x > lo:
-            left[:, x] = np.median(rows[:, lo:x], axis=1)
-            count_left[:, x] = x - lo
-        if hi > x + 1:
-            right[:, x] = np.median(rows[:, x + 1 : hi], axis=1)
-            count_right[:, x] = hi - x - 1
+    columns = np.arange(n_cols)
+    count_left = np.broadcast_to(np.minimum(columns, window), (n_rows, n_cols))
+    count_right = np.broadcast_to(
+        np.minimum(n_cols - 1 - columns, window), (n_rows, n_cols)
+    )
+    count_left, count_right = count_left.copy(), count_right.copy()
+    left, right = _side_medians(rows, window)
     # A side shorter than half the window, beside a longer one, is dropped:
     # at a row's end, a cluster could fill it.
     short = 0 if keep_short else (window + 1) // 2

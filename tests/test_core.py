@@ -47,6 +47,34 @@ def test_shift_logits_moves_a_smooth_spectrum():
         np.testing.assert_allclose(torch.exp(row).numpy(), _edge(offset), rtol=2e-3)
 
 
+def test_shift_logits_derivative_is_the_offsets_finite_difference():
+    logits = torch.tensor(np.log(_edge(0.0)), dtype=torch.float64)[None].repeat(4, 1)
+    offset = torch.tensor([0.0, 0.3, -1.75, 4.5], dtype=torch.float64)
+    _, slope = shift_logits(logits, offset, derivative=True)
+    step = 1e-5
+    numeric = (
+        shift_logits(logits, offset + step) - shift_logits(logits, offset - step)
+    ) / (2 * step)
+    # Away from whole channels, where the cubic's derivative jumps.
+    np.testing.assert_allclose(slope[1:].numpy(), numeric[1:].numpy(), atol=1e-6)
+
+
+def test_output_blur_is_a_gaussian_convolution_with_the_end_values_continued():
+    from scipy.ndimage import gaussian_filter1d
+
+    torch.manual_seed(0)
+    model = CVAE3D(n_channels=60, latent_dim=2, output_blur=1.5)
+    torch.nn.init.normal_(model.decoder[-1].weight)
+    z = torch.randn(3, 2)
+    with torch.no_grad():
+        sharp = (model.decoder(z) + model.output_bias).double().numpy()
+        blurred = model.decode(z).double().numpy()
+    # The same kernel: truncated at 3 standard deviations (+ half a channel).
+    expected = gaussian_filter1d(sharp, 1.5, axis=-1, mode="nearest", truncate=3.0)
+    np.testing.assert_allclose(blurred, expected, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(blurred, sharp, atol=1e-3)
+
+
 def test_offsets_are_found_beyond_a_feature_width_and_to_a_fraction_of_a_channel():
     rng = np.random.default_rng(0)
     true = np.array([0.0, 0.4, -1.7, 9.2, -11.6])
@@ -458,6 +486,26 @@ def test_shift_scores_averaged_over_fits_are_standardised_after_averaging():
     ]
     z = detector._locally_standardised(averaged, folds, shape, 32)[0]["shift"]
     assert 0.97 < np.std(z[folds == 1]) < 1.03
+
+
+def test_one_sided_references_are_the_medians_of_each_side():
+    rng = np.random.default_rng(2)
+    map_shape, window = (2, 5, 9), 3
+    values = rng.normal(size=(90, 2))
+    values[7, 1] = np.nan  # a value missing: the sides that hold it are NaN
+    left, right, n_left, n_right = scoring.one_sided_references(
+        values, map_shape, window, keep_short=True
+    )
+    rows = values.reshape(-1, 9, 2)
+    for r, row in enumerate(rows):
+        for x in range(9):
+            i = r * 9 + x
+            side_left, side_right = row[max(0, x - window) : x], row[x + 1 : x + 4]
+            assert n_left[i] == len(side_left) and n_right[i] == len(side_right)
+            for side, found in ((side_left, left[i]), (side_right, right[i])):
+                expected = np.median(side, axis=0) if len(side) else np.full(2, np.nan)
+                np.testing.assert_array_equal(found, expected)
+    assert np.isnan(right[6, 1]) and np.isfinite(right[6, 0])
 
 
 def test_row_trends_follow_drift_but_not_a_boundary():

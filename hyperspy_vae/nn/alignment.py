@@ -24,29 +24,38 @@ __all__ = [
 ]
 
 
+#: Catmull-Rom cubic: the weights of the four neighbours (columns) are
+#: ``[1, f, f**2, f**3] @ _CUBIC`` for a fraction ``f`` of a channel, and
+#: their derivatives in ``f`` are ``[1, f, f**2, f**3] @ _CUBIC_SLOPE``.
+_CUBIC = (
+    (0.0, 1.0, 0.0, 0.0),
+    (-0.5, 0.0, 0.5, 0.0),
+    (1.0, -2.5, 2.0, -0.5),
+    (-0.5, 1.5, -1.5, 0.5),
+)
+_CUBIC_SLOPE = (
+    (-0.5, 0.0, 0.5, 0.0),
+    (2.0, -5.0, 4.0, -1.0),
+    (-1.5, 4.5, -4.5, 1.5),
+    (0.0, 0.0, 0.0, 0.0),
+)
+
+
 def _cubic_weights(fraction):
     """Catmull-Rom weights of the four neighbours and their derivatives."""
     f = fraction[..., None]
-    f2, f3 = f * f, f * f * f
-    weights = torch.cat(
-        [
-            (-f3 + 2 * f2 - f) / 2,
-            (3 * f3 - 5 * f2 + 2) / 2,
-            (-3 * f3 + 4 * f2 + f) / 2,
-            (f3 - f2) / 2,
-        ],
-        dim=-1,
-    )
-    derivatives = torch.cat(
-        [
-            (-3 * f2 + 4 * f - 1) / 2,
-            (9 * f2 - 10 * f) / 2,
-            (-9 * f2 + 8 * f + 1) / 2,
-            (3 * f2 - 2 * f) / 2,
-        ],
-        dim=-1,
-    )
-    return weights, derivatives
+    powers = torch.cat([torch.ones_like(f), f, f * f, f * f * f], dim=-1)
+    weights = powers @ torch.tensor(_CUBIC, dtype=f.dtype, device=f.device)
+    slopes = powers @ torch.tensor(_CUBIC_SLOPE, dtype=f.dtype, device=f.device)
+    return weights, slopes
+
+
+def _combine(windows, weights):
+    """``sum_j windows[j] * weights[:, j]`` (four windows)."""
+    out = windows[0] * weights[:, 0:1]
+    for j in range(1, 4):
+        out = torch.addcmul(out, windows[j], weights[:, j : j + 1])
+    return out
 
 
 def shift_logits(logits, offset, derivative=False):
@@ -82,11 +91,11 @@ def shift_logits(logits, offset, derivative=False):
     )
     taps = torch.gather(logits, 1, index.clamp(0, n_channels - 1))
     windows = [taps[:, j : j + n_channels] for j in range(4)]
-    shifted = sum(windows[j] * weights[:, j : j + 1] for j in range(4))
+    shifted = _combine(windows, weights)
     if not derivative:
         return shifted
     # d position / d offset = -1.
-    return shifted, -sum(windows[j] * slopes[:, j : j + 1] for j in range(4))
+    return shifted, _combine(windows, -slopes)
 
 
 def smooth_channels(values, sigma):
@@ -186,12 +195,12 @@ def fit_offsets(
     """
     offset = offset.clone()
     with torch.no_grad():
+        if weight is None:
+            total = counts.sum(dim=-1, keepdim=True)
         for step in range(n_iter + 1):
             shifted, slope = shift_logits(logits, offset, derivative=True)
             p = torch.softmax(shifted, dim=-1)
-            if weight is None:
-                total = counts.sum(dim=-1, keepdim=True)
-            else:
+            if weight is not None:
                 # The total of the channels kept, over their share of the shape.
                 total = (weight * counts).sum(-1, keepdim=True) / (weight * p).sum(
                     -1, keepdim=True
