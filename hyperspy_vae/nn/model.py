@@ -135,9 +135,8 @@ class CVAE3D(nn.Module):
         if sigma <= 0.05:
             return logits
         radius = int(3 * sigma + 0.5)
-        x = torch.arange(-radius, radius + 1, device=logits.device, dtype=logits.dtype)
-        kernel = torch.exp(-0.5 * (x / sigma) ** 2)
-        kernel = (kernel / kernel.sum()).tolist()
+        kernel = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-radius, radius + 1)]
+        kernel = [k / sum(kernel) for k in kernel]
         padded = nn.functional.pad(logits[:, None], (radius, radius), mode="replicate")
         padded = padded[:, 0]
         # A weighted sum of shifted copies: the same filter as a convolution,
