@@ -47,8 +47,13 @@ class VAESettings:
         Steps between two evaluations of the held-out loss (proportionally
         fewer where a model learns from fewer pixels than ``batch_size``, as
         on small maps and line scans, which a network memorises fast).
-    patience : int, default 4
-        Evaluations without improvement before training stops early.
+    patience : int, default 2
+        Evaluations without improvement before training stops early (the
+        best model is kept). Two (50 steps) against four: the same F1 on
+        held-out seeds 1003-1004 (13 cases, -0.0004 +- 0.007 per map, no
+        clean-map flag either way) in a quarter less time: past its plateau
+        the held-out deviance moves by about its own noise from one
+        evaluation to the next (0.2 % on a 192 x 192 map).
     validation_fraction : float, default 0.1
         Fraction of the training pixels held out for early stopping.
     trim_fraction : float, default 0.1
@@ -95,7 +100,7 @@ class VAESettings:
     batch_size: int = 128
     max_steps: int = 1000
     eval_every: int = 25
-    patience: int = 4
+    patience: int = 2
     validation_fraction: float = 0.1
     trim_fraction: float = 0.1
     max_train_pixels: int = 20000
