@@ -383,21 +383,17 @@ def _side_medians(rows, window):
     n_cols = rows.shape[1]
     pad = [(0, 0)] * rows.ndim
     pad[1] = (window, window)
-    padded = np.pad(rows, pad, constant_values=np.nan)
-    missing = np.pad(np.isnan(rows), pad).astype(np.int64)
+    windows = np.lib.stride_tricks.sliding_window_view
     # Side windows of column x: padded columns x .. x + window - 1 (left)
     # and x + window + 1 .. x + 2 window (right), the window axis last.
-    sides = np.lib.stride_tricks.sliding_window_view(padded, window, axis=1)
-    holes = np.cumsum(np.pad(missing, [(0, 0), (1, 0)] + pad[2:]), axis=1)
+    sides = windows(np.pad(rows, pad, constant_values=np.nan), window, axis=1)
+    # Only the padding is left out: a NaN among the values makes the median NaN.
+    missing = windows(np.pad(np.isnan(rows), pad), window, axis=1)
     medians = []
     for first in (0, window + 1):
-        median = nanmedian_last(sides[:, first : first + n_cols])
-        # A NaN among the values themselves makes the median NaN.
-        has_nan = (
-            holes[:, first + window : first + window + n_cols]
-            - holes[:, first : first + n_cols]
-        )
-        medians.append(np.where(has_nan > 0, np.nan, median))
+        part = slice(first, first + n_cols)
+        median = nanmedian_last(sides[:, part])
+        medians.append(np.where(missing[:, part].any(axis=-1), np.nan, median))
     return medians
 
 
@@ -430,11 +426,8 @@ def one_sided_references(values, map_shape, window, keep_short=False):
     rows = v.reshape(-1, map_shape[2], *trailing)
     n_rows, n_cols = rows.shape[:2]
     columns = np.arange(n_cols)
-    count_left = np.broadcast_to(np.minimum(columns, window), (n_rows, n_cols))
-    count_right = np.broadcast_to(
-        np.minimum(n_cols - 1 - columns, window), (n_rows, n_cols)
-    )
-    count_left, count_right = count_left.copy(), count_right.copy()
+    count_left = np.tile(np.minimum(columns, window), (n_rows, 1))
+    count_right = np.tile(np.minimum(n_cols - 1 - columns, window), (n_rows, 1))
     left, right = _side_medians(rows, window)
     # A side shorter than half the window, beside a longer one, is dropped:
     # at a row's end, a cluster could fill it.

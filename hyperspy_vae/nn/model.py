@@ -136,7 +136,8 @@ class CVAE3D(nn.Module):
             return logits
         radius = int(3 * sigma + 0.5)
         kernel = [math.exp(-0.5 * (x / sigma) ** 2) for x in range(-radius, radius + 1)]
-        kernel = [k / sum(kernel) for k in kernel]
+        total = sum(kernel)
+        kernel = [k / total for k in kernel]
         padded = nn.functional.pad(logits[:, None], (radius, radius), mode="replicate")
         padded = padded[:, 0]
         # A weighted sum of shifted copies: the same filter as a convolution,
