@@ -155,3 +155,135 @@ def test_multi_edge_shift_moves_only_fe():
     )
     assert difference[(energy > 520) & (energy < 560)].max() < 1e-3
     assert difference[(energy > 700) & (energy < 730)].max() > 1.0
+
+
+def _white_line_scales(energy, edge):
+    """Least-squares scales of the Fe2+ L3 and L2 white lines in ``edge``.
+
+    Also returns their areas (at scale 1) over ``energy``.
+    """
+    from hyperspy_vae.data.edges import FE_L2, FE_L3, continuum_step, white_line
+
+    continuum = 220.0 * (
+        continuum_step(energy, FE_L3 - 0.5, 0.6)
+        + 0.5 * continuum_step(energy, FE_L2 - 0.5, 0.6)
+    )
+    lines = np.stack(
+        [900.0 * white_line(energy, FE_L3, 1.2), 300.0 * white_line(energy, FE_L2, 1.4)]
+    )
+    scales, *_ = np.linalg.lstsq(lines.T, edge - continuum, rcond=None)
+    return scales, lines.sum(axis=1) * (energy[1] - energy[0])
+
+
+@pytest.mark.parametrize("ratio", [1 / 1.8, 1.5])
+def test_l3_l2_ratio_changes_the_ratio_and_keeps_the_area(ratio):
+    from hyperspy_vae.data.edges import fe_l23_edge
+
+    energy = np.linspace(400.0, 1100.0, 70001)
+    scales, areas = _white_line_scales(energy, fe_l23_edge(energy, l3_l2_ratio=ratio))
+    assert scales[0] / scales[1] == pytest.approx(ratio, rel=1e-6)
+    # The summed area of the lines stays (Lorentzian tails beyond the range
+    # aside).
+    assert scales @ areas == pytest.approx(areas.sum(), rel=1e-2)
+    assert _white_line_scales(energy, fe_l23_edge(energy))[0] == pytest.approx(
+        [1.0, 1.0]
+    )
+
+
+def test_broadening_keeps_the_area_and_lowers_the_white_lines():
+    from hyperspy_vae.data.edges import FE_L3, fe_l23_edge
+
+    energy = np.linspace(400.0, 1100.0, 70001)
+    plain, broad = fe_l23_edge(energy), fe_l23_edge(energy, broadening=1.4)
+    step = energy[1] - energy[0]
+    assert broad.sum() * step == pytest.approx(plain.sum() * step, rel=2e-3)
+    at_l3 = np.argmin(np.abs(energy - FE_L3))
+    assert broad[at_l3] < 0.8 * plain[at_l3]
+
+
+@pytest.mark.parametrize(
+    ("anomaly", "strength", "changed", "unchanged"),
+    [
+        # Metallic iron's L3 white line below the oxide's.
+        ("pre_peak", 0.2, (705.5, 708.0), (740.0, 750.0)),
+        # A fluoride's F K edge: nothing below its onset.
+        ("contaminant_edge", 0.05, (686.0, 700.0), (670.0, 682.0)),
+        ("l3_l2_ratio", 1 / 1.8, (706.0, 712.0), (670.0, 700.0)),
+        ("broadening", 1.4, (706.0, 712.0), (670.0, 700.0)),
+        ("missing_edge", 0.1, (706.0, 712.0), (670.0, 700.0)),
+    ],
+)
+def test_anomaly_kinds_change_the_anomalous_pixels_where_expected(
+    anomaly, strength, changed, unchanged
+):
+    s, truth = fe_l23_spectrum_image(
+        (8, 8),
+        fraction=0.2,
+        anomaly=anomaly,
+        strength=strength,
+        drift=0.0,
+        random_state=3,
+    )
+    energy = s.axes_manager[-1].axis
+    difference = truth.expected_anomalous - truth.expected_normal
+    inside = (energy > changed[0]) & (energy < changed[1])
+    outside = (energy > unchanged[0]) & (energy < unchanged[1])
+    typical = truth.expected_normal[..., inside].mean()
+    assert np.abs(difference[..., inside]).max() > 0.05 * typical
+    assert np.abs(difference[..., outside]).max() < 0.01 * typical
+    # Only the anomalous pixels carry the change; the limit tells them apart.
+    assert np.array_equal(
+        truth.expected[truth.anomalous], truth.expected_anomalous[truth.anomalous]
+    )
+    assert np.array_equal(
+        truth.expected[~truth.anomalous], truth.expected_normal[~truth.anomalous]
+    )
+    lr = truth.likelihood_ratio(s.data)
+    assert np.median(lr[truth.anomalous]) > np.quantile(lr[~truth.anomalous], 0.9)
+
+
+def test_anomaly_kinds_on_composed_spectra():
+    # Second phase, plural scattering and two edges: the new kinds still
+    # apply to the Fe edge of either valence (and the F K edge on top).
+    for anomaly in ("pre_peak", "l3_l2_ratio", "broadening", "contaminant_edge"):
+        s, truth = fe_l23_spectrum_image(
+            (8, 8),
+            fraction=0.3,
+            anomaly=anomaly,
+            second_phase=0.5,
+            plural_scattering=(0.2, 0.5),
+            edges=("O_K", "Fe_L23"),
+            offset=500.0,
+            n_channels=1024,
+            random_state=4,
+        )
+        difference = np.abs(truth.expected_anomalous - truth.expected_normal)
+        assert difference.max(axis=-1).min() > 0.1, anomaly
+        assert np.all(np.isfinite(s.data))
+
+
+def test_missing_edge_strength_one_removes_the_whole_edge():
+    s, truth = fe_l23_spectrum_image(
+        (6, 6), fraction=0.2, anomaly="missing_edge", random_state=5
+    )
+    _, partial = fe_l23_spectrum_image(
+        (6, 6), fraction=0.2, anomaly="missing_edge", strength=0.5, random_state=5
+    )
+    removed = truth.expected_normal - truth.expected_anomalous
+    half = partial.expected_normal - partial.expected_anomalous
+    np.testing.assert_allclose(half, 0.5 * removed, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(anomaly="shift", strength=0.5), "takes its size from shift"),
+        (dict(anomaly="l3_l2_ratio", strength=0.0), "must be positive"),
+        (dict(anomaly="broadening", strength=-1.0), "must be positive"),
+        (dict(anomaly="missing_edge", strength=1.5), r"must be in \[0, 1\]"),
+        (dict(anomaly="valence"), "anomaly must be one of"),
+    ],
+)
+def test_anomaly_strength_errors(options, message):
+    with pytest.raises(ValueError, match=message):
+        fe_l23_spectrum_image((4, 4), random_state=0, **options)

@@ -18,14 +18,33 @@ from . import nuisances
 from .edges import (
     COUNTS_PER_DOSE,
     background,
+    f_k_edge,
     fe_l23_edge,
     fe_l23_expected_spectrum,
+    fe_metal_pre_peak,
     o_k_edge,
 )
 
 __all__ = ["SyntheticTruth", "fe_l23_spectrum_image", "low_loss_spectrum_image"]
 
-_ANOMALY_KINDS = ("shift", "peak", "missing_edge")
+_ANOMALY_KINDS = (
+    "shift",
+    "peak",
+    "missing_edge",
+    "pre_peak",
+    "l3_l2_ratio",
+    "broadening",
+    "contaminant_edge",
+)
+#: Strength of each kind but ``"shift"`` (which takes ``shift``) by default.
+DEFAULT_STRENGTHS = {
+    "peak": 1.0,
+    "missing_edge": 1.0,
+    "pre_peak": 0.4,
+    "l3_l2_ratio": 1 / 1.8,
+    "broadening": 1.4,
+    "contaminant_edge": 0.1,
+}
 _LAYOUTS = ("clusters", "random")
 _EDGES = ("Fe_L23", "O_K")
 
@@ -219,11 +238,22 @@ def _banded_discriminant(y, mu0, mu1, gain, read, sigma):
     return out.reshape(y.shape[:-1])
 
 
-def _check(nav_shape, fraction, layout, anomaly, dose, edges, second_phase):
+def _check(nav_shape, fraction, layout, anomaly, dose, edges, second_phase, strength):
     if layout not in _LAYOUTS:
         raise ValueError(f"layout must be one of {_LAYOUTS}, not {layout!r}.")
     if anomaly not in _ANOMALY_KINDS:
         raise ValueError(f"anomaly must be one of {_ANOMALY_KINDS}, not {anomaly!r}.")
+    if strength is not None:
+        if anomaly == "shift":
+            raise ValueError('anomaly="shift" takes its size from shift, not strength.')
+        if anomaly in ("l3_l2_ratio", "broadening") and strength <= 0:
+            raise ValueError(
+                f"strength of {anomaly!r} must be positive, not {strength}."
+            )
+        if anomaly == "missing_edge" and not 0 <= strength <= 1:
+            raise ValueError(
+                f"strength of 'missing_edge' must be in [0, 1], not {strength}."
+            )
     if not 0 <= fraction < 1:
         raise ValueError(f"fraction must be in [0, 1), not {fraction}.")
     if dose <= 0:
@@ -260,6 +290,7 @@ def fe_l23_spectrum_image(
     read_noise=0.0,
     psf_sigma=0.0,
     spikes=0.0,
+    strength=None,
 ):
     """Synthetic Fe L2,3 EELS spectrum image with anomalous pixels.
 
@@ -278,9 +309,27 @@ def fe_l23_spectrum_image(
     dose : float, default 1.0
         Dose scale: expected electrons are proportional to it (about 100
         per channel near the Fe L3 edge at dose 1).
-    anomaly : {"shift", "peak", "missing_edge"}, default "shift"
-        Kind of anomaly: an Fe L2,3 edge shifted by ``shift`` eV, an extra
-        contaminant peak near 715 eV, or a missing Fe edge.
+    anomaly : str, default "shift"
+        Kind of anomaly, its size set by ``strength`` (by ``shift`` for
+        ``"shift"``):
+
+        * ``"shift"``: the Fe L2,3 edge shifted by ``shift`` eV (a change of
+          oxidation state);
+        * ``"peak"``: an extra contaminant peak near 715 eV (``strength``
+          scales its height, 1 by default);
+        * ``"missing_edge"``: the fraction ``strength`` of the Fe edge gone
+          (1, all of it, by default);
+        * ``"pre_peak"``: metallic iron's L3 white line at 706.8 eV, below
+          the oxide's, of height ``strength`` times the FeO L3 white line's
+          (0.4 by default): a second, reduced oxidation state;
+        * ``"l3_l2_ratio"``: the white lines' L3/L2 intensity ratio times
+          ``strength`` (1 / 1.8 by default), their summed area kept (a change
+          of valence or spin state);
+        * ``"broadening"``: the white lines wider by the factor ``strength``
+          (1.4 by default), their areas kept;
+        * ``"contaminant_edge"``: a fluoride's F K edge from 685 eV, its
+          continuum ``strength`` times the Fe L3 continuum's (0.1 by
+          default).
     n_channels : int, default 320
         Number of energy channels.
     dispersion : float, default 0.25
@@ -319,6 +368,9 @@ def fe_l23_spectrum_image(
         point-spread function: it correlates neighbouring channels' noise.
     spikes : float, default 0.0
         Fraction of pixels struck by a cosmic-ray spike.
+    strength : float, optional
+        Size of the anomaly for every kind but ``"shift"`` (see ``anomaly``);
+        by default :data:`DEFAULT_STRENGTHS`.
 
     Returns
     -------
@@ -343,7 +395,9 @@ def fe_l23_spectrum_image(
 
     nav_shape = tuple(int(n) for n in np.atleast_1d(navigation_shape))
     edges = tuple(edges)
-    _check(nav_shape, fraction, layout, anomaly, dose, edges, second_phase)
+    _check(nav_shape, fraction, layout, anomaly, dose, edges, second_phase, strength)
+    if strength is None:
+        strength = DEFAULT_STRENGTHS.get(anomaly)
     rng = np.random.default_rng(random_state)
     # Nuisances draw from their own stream, so that the default map (and
     # every map made without them) is the same as it always was.
@@ -374,9 +428,25 @@ def fe_l23_spectrum_image(
                 e, edge_shift=shift, fe_content=per_pixel(fe_content), **common
             )
         elif anomaly == "missing_edge":
-            changed = fe_l23_expected_spectrum(e, fe_content=0.0, **common)
+            changed = fe_l23_expected_spectrum(
+                e, fe_content=per_pixel(fe_content) * (1.0 - strength), **common
+            )
+        elif anomaly == "peak":
+            changed = normal + strength * _contaminant_peak(
+                e, dose, per_pixel(thickness)
+            )
         else:
-            changed = normal + _contaminant_peak(e, dose, per_pixel(thickness))
+            fe_edge, extra = _changed_edge(e, 2, anomaly, strength)
+            changed = (
+                COUNTS_PER_DOSE
+                * dose
+                * per_pixel(thickness)
+                * (
+                    background(e, per_pixel(slope))
+                    + per_pixel(fe_content) * fe_edge
+                    + extra
+                )
+            )
     else:
         normal, changed = _composed_spectra(
             energy,
@@ -391,6 +461,7 @@ def fe_l23_spectrum_image(
             anomaly,
             shift,
             dose,
+            strength,
         )
     electrons = np.where(per_pixel(anomalous), changed, normal)
     if (
@@ -453,6 +524,24 @@ def _contaminant_peak(e, dose, thickness):
     )
 
 
+def _changed_edge(e, valence, anomaly, strength):
+    """The Fe L2,3 edge of an anomalous pixel and what it adds besides.
+
+    For the kinds that change the edge's shape or add to it (not
+    ``"shift"``, ``"peak"`` or ``"missing_edge"``): the edge, to be scaled
+    by the Fe content, and counts added whatever the Fe content (a
+    contaminant's edge), at dose 1 before :data:`COUNTS_PER_DOSE`.
+    """
+    if anomaly in ("l3_l2_ratio", "broadening"):
+        return fe_l23_edge(e, 0.0, valence, **{anomaly: strength}), 0.0
+    edge = fe_l23_edge(e, 0.0, valence)
+    if anomaly == "pre_peak":
+        return edge + fe_metal_pre_peak(e, strength), 0.0
+    if anomaly == "contaminant_edge":
+        return edge, f_k_edge(e, strength)
+    raise ValueError(f"no changed edge for anomaly {anomaly!r}")
+
+
 def _composed_spectra(
     energy,
     dispersion,
@@ -466,6 +555,7 @@ def _composed_spectra(
     anomaly,
     shift,
     dose,
+    strength,
 ):
     """Normal and anomalous expected electrons with phases, edges and plural scattering."""
     n_extra = 0
@@ -490,9 +580,13 @@ def _composed_spectra(
     if anomaly == "shift":
         changed = base + fe * fe_edge(shift)
     elif anomaly == "missing_edge":
-        changed = base
+        changed = base + fe * (1.0 - strength) * normal_fe
+    elif anomaly == "peak":
+        changed = normal + strength * 250.0 * np.exp(-0.5 * ((e - 715.0) / 1.0) ** 2)
     else:
-        changed = normal + 250.0 * np.exp(-0.5 * ((e - 715.0) / 1.0) ** 2)
+        edges_2, extra = _changed_edge(e, 2, anomaly, strength)
+        edges_3, _ = _changed_edge(e, 3, anomaly, strength)
+        changed = base + fe * np.where(valence == 3, edges_3, edges_2) + extra
     scale = COUNTS_PER_DOSE * dose * np.ravel(thickness)[:, None]
     normal, changed = normal * scale, changed * scale
     if plural_scattering is not None:
