@@ -258,7 +258,11 @@ def write_markdown(rows, path, command):
                     ]
                     if not group:
                         continue
-                    m = {key: _mean(group, key) for key in group[0]}
+                    m = {
+                        key: _mean(group, key)
+                        for key, value in group[0].items()
+                        if isinstance(value, (int, float))
+                    }
                     baselines = [
                         m.get(f"{b}_best_f1", np.nan)
                         for b in ("pca3", "pca4", "pca5", "rpca", "rx", "local_rx")
