@@ -45,7 +45,7 @@ from pathlib import Path
 import hyperspy.api as hs
 import numpy as np
 import torch
-from kinds import KINDS, LAYOUTS, TUNING_SEEDS, best_f1, make_map
+from kinds import KINDS, LAYOUTS, TUNING_SEEDS, best_f1, make_map, point_fields
 
 from hyperspy_vae import detector
 from hyperspy_vae.folds import block_folds
@@ -218,12 +218,7 @@ def point_row(kind, strength, layout, fraction, dose, seed):
             statistics.setdefault(name, np.zeros(y.size))[scored] = value
     statistics.update(direction_scores(residuals))
     row = dict(
-        kind=kind,
-        strength=float(strength),
-        layout=layout,
-        fraction=fraction,
-        dose=dose,
-        seed=seed,
+        point_fields(kind, strength, layout, fraction, dose, seed),
         limit=best_f1(truth.likelihood_ratio(s.data), y),
         vae=best_f1(amap.data, y),
         absorbed=absorbed_fraction(s, truth),

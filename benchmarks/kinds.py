@@ -43,6 +43,7 @@ from pathlib import Path
 
 import hyperspy.api as hs
 import numpy as np
+from realistic import best_f1
 from scipy import ndimage
 
 import hyperspy_vae
@@ -101,14 +102,16 @@ def make_map(kind, strength, layout, fraction, dose, seed):
     )
 
 
-def best_f1(scores, truth):
-    """Best F1 over all thresholds (NaN without anomalies)."""
-    order = np.argsort(-np.ravel(scores), kind="stable")
-    hits = np.ravel(truth)[order]
-    if not hits.any():
-        return float("nan")
-    tp = np.cumsum(hits)
-    return float(np.max(2 * tp / (np.arange(1, hits.size + 1) + hits.sum())))
+def point_fields(kind, strength, layout, fraction, dose, seed):
+    """A row's grid point: what names the map."""
+    return dict(
+        kind=kind,
+        strength=float(strength),
+        layout=layout,
+        fraction=fraction,
+        dose=dose,
+        seed=seed,
+    )
 
 
 def _poisson_normalised_scores(s, n_components):
@@ -175,12 +178,7 @@ def point_rows(kind, strength, layout, fraction, dose, seed):
     s, truth = make_map(kind, strength, layout, fraction, dose, seed)
     y = truth.anomalous
     row = dict(
-        kind=kind,
-        strength=float(strength),
-        layout=layout,
-        fraction=fraction,
-        dose=dose,
-        seed=seed,
+        point_fields(kind, strength, layout, fraction, dose, seed),
         n_anomalous=int(y.sum()),
         limit=best_f1(truth.likelihood_ratio(s.data), y),
     )
